@@ -1,0 +1,1 @@
+"""Perception on fused images: segmentation (mmsegmentation) and detection (ultralytics YOLO)."""

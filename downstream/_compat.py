@@ -1,0 +1,152 @@
+"""Runtime fixes for the pinned perception stack, in one place.
+
+Call :func:`prepare_mmseg` before importing ``mmseg.models`` and :func:`setup_ultralytics_offline` before importing
+``ultralytics``. Both are idempotent.
+
+Why each fix exists (measured, see the README's dependency notes):
+
+* **mmcv-lite shim.** Full mmcv 2.1.0 does not build against torch 2.14 (its headers need C++20) and takes over half
+  an hour from source, so we use ``mmcv-lite`` (no compiled ops). mmseg imports ``mmcv.ops`` at module level in a few
+  places; ``mmcv/ops/__init__.py`` then loads the missing ``mmcv._ext`` and fails. The shim registers an empty
+  ``mmcv.ops`` package exposing the pure-torch ``point_sample`` and raising a clear error for compiled ops.
+  SegFormer, DeepLabV3+, FCN, BiSeNetV2 and most other models need no compiled op.
+* **mmengine checkpoints under ``weights_only``.** torch's safe loader refuses mmengine's ``HistoryBuffer`` and the
+  numpy objects in a checkpoint's ``message_hub``. We allow-list exactly those types instead of switching safe loading
+  off globally.
+* **ultralytics offline.** ``YOLO_OFFLINE=1``, a project-local ``YOLO_CONFIG_DIR`` (never the user's global settings)
+  and a local font so that nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import os
+import shutil
+import sys
+import types
+from pathlib import Path
+
+from fusion.errors import CheckpointError
+from fusion.utils.logging import get_logger
+
+__all__ = [
+    "install_mmcv_lite_shim",
+    "allow_mmengine_checkpoints",
+    "prepare_mmseg",
+    "setup_ultralytics_offline",
+    "ultralytics_config_dir",
+    "check_local_weights",
+]
+
+log = get_logger(__name__)
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def install_mmcv_lite_shim() -> bool:
+    """Make ``import mmcv.ops`` work with mmcv-lite. Returns True when the shim was installed now.
+
+    Does nothing when the full mmcv (with ``mmcv._ext``) is installed or when the shim is already in place.
+    """
+    if "mmcv.ops" in sys.modules:
+        return False
+    import mmcv
+
+    try:
+        importlib.import_module("mmcv._ext")
+        return False  # full mmcv: the real ops work
+    except ImportError:
+        pass
+    ops = types.ModuleType("mmcv.ops")
+    ops.__path__ = [os.path.join(os.path.dirname(mmcv.__file__), "ops")]
+    ops.__doc__ = "mmcv.ops stand-in for mmcv-lite (pure-torch ops only); installed by downstream._compat"
+    sys.modules["mmcv.ops"] = ops
+    mmcv.ops = ops
+    from mmcv.ops.point_sample import point_sample
+
+    ops.point_sample = point_sample
+
+    def _needs_full_mmcv(*_args, **_kwargs):
+        raise RuntimeError("this operation needs the full mmcv build with compiled ops (mmcv-lite is installed)")
+
+    ops.sigmoid_focal_loss = _needs_full_mmcv
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ModuleNotFoundError(f"mmcv.ops.{name} needs the full mmcv build with compiled ops")
+
+    ops.__getattr__ = __getattr__
+    log.debug("installed the mmcv-lite shim for mmcv.ops")
+    return True
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Allow-list the few safe types inside mmengine checkpoints for ``torch.load(weights_only=True)``."""
+    import numpy as np
+    import torch
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    safe = [HistoryBuffer, builtins.getattr, np.ndarray, np.dtype]
+    core = getattr(np, "_core", None) or np.core
+    safe += [core.multiarray.scalar, core.multiarray._reconstruct]
+    for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "UInt8DType", "BoolDType"):
+        dt = getattr(np.dtypes, name, None)
+        if dt is not None:
+            safe.append(dt)
+    torch.serialization.add_safe_globals(safe)
+
+
+_MMSEG_READY = False
+
+
+def prepare_mmseg() -> None:
+    """Everything mmsegmentation needs here: the shim, safe checkpoint types, and registered modules."""
+    global _MMSEG_READY
+    if _MMSEG_READY:
+        return
+    install_mmcv_lite_shim()
+    allow_mmengine_checkpoints()
+    from mmseg.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)
+    _MMSEG_READY = True
+
+
+def ultralytics_config_dir() -> Path:
+    """The project-local ultralytics settings folder (overridable with ``YOLO_CONFIG_DIR``)."""
+    return Path(os.environ.get("YOLO_CONFIG_DIR") or _ROOT / ".cache" / "ultralytics")
+
+
+def setup_ultralytics_offline() -> Path:
+    """Configure ultralytics to run without network access; call before ``import ultralytics``.
+
+    Sets ``YOLO_OFFLINE=1``, points ``YOLO_CONFIG_DIR`` at a project-local folder and places a font there
+    (matplotlib's DejaVuSans, under the names ultralytics looks for) so its plotting never downloads Arial.
+    Returns the config folder.
+    """
+    os.environ["YOLO_OFFLINE"] = "1"
+    cfg = ultralytics_config_dir()
+    os.environ["YOLO_CONFIG_DIR"] = str(cfg)
+    fonts = cfg / "Ultralytics"
+    fonts.mkdir(parents=True, exist_ok=True)
+    import matplotlib
+
+    src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        dst = fonts / name
+        if not dst.exists():
+            shutil.copyfile(src, dst)
+    if "ultralytics" in sys.modules:
+        log.debug("ultralytics was imported before setup_ultralytics_offline(); settings may be global")
+    return cfg
+
+
+def check_local_weights(path: str | os.PathLike) -> Path:
+    """Refuse a ``.pt`` name that is not a local file (ultralytics would try to download it and hang)."""
+    p = Path(path)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    if not p.is_file():
+        raise CheckpointError(f"{p}: weights file not found (no download is attempted; give a local .pt or a .yaml)")
+    return p

@@ -1,0 +1,128 @@
+"""The :class:`Fuser` interface shared by TC-MoA and every baseline, and the one factory :func:`create_fuser`.
+
+Conventions (every fuser, every pipeline):
+
+* ``a`` and ``b`` are the two sources as ``uint8`` numpy arrays in RGB order, ``(H, W, 3)``; single-channel sources
+  are replicated to three channels by the readers. Roles follow the official TC-MoA code:
+  ``vif``: a = visible, b = infrared; ``mef``: a = over-exposed, b = under-exposed; ``mff``: a = far focus,
+  b = near focus. Medical pairs use ``vif``.
+* The result is a ``uint8`` RGB array ``(H, W, 3)`` of the same height and width as the sources.
+* ``fuse_batch`` fuses several pairs at once; fusers that gain from batching (TC-MoA on a GPU) override it.
+
+A fuser is named by a spec string ``name`` or ``name:argument`` (e.g. ``average``, ``tcmoa_base:/ckpt.pth``);
+extra keyword settings go to the fuser's constructor.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from fusion.errors import ConfigError, InputError
+
+__all__ = ["TASKS", "Fuser", "register_fuser", "create_fuser", "list_fusers", "check_pair"]
+
+TASKS: tuple[str, ...] = ("vif", "mef", "mff")
+"""Task names in the official index order (0 = infrared-visible, 1 = multi-exposure, 2 = multi-focus)."""
+
+_REGISTRY: dict[str, Callable[..., Fuser]] = {}
+# Modules that register fusers when imported; imported lazily so that ``create_fuser("average")`` does not pay
+# for building the TC-MoA stack.
+_PROVIDERS: tuple[str, ...] = ("fusion.fusers.baselines", "fusion.fusers.tcmoa")
+
+
+def check_pair(a: np.ndarray, b: np.ndarray, name: str = "pair") -> None:
+    """Raise :class:`InputError` unless ``a`` and ``b`` are ``uint8`` ``(H, W, 3)`` arrays of equal size."""
+    for label, img in (("a", a), ("b", b)):
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            shape = getattr(img, "shape", None)
+            dtype = getattr(img, "dtype", None)
+            raise InputError(f"{name}: source {label} must be uint8 of shape (H, W, 3), got {shape} {dtype}")
+    if a.shape != b.shape:
+        raise InputError(f"{name}: sources differ in size, a {a.shape[:2]} vs b {b.shape[:2]}")
+
+
+class Fuser(ABC):
+    """Fuse a pair of registered source images into one image.
+
+    Subclasses set :attr:`name`, implement :meth:`fuse` and report their settings in :meth:`settings`.
+    """
+
+    name: str = "fuser"
+    tasks: tuple[str, ...] = TASKS
+
+    @abstractmethod
+    def fuse(self, a: np.ndarray, b: np.ndarray, task: str = "vif") -> np.ndarray:
+        """Fuse one pair: ``uint8`` ``(H, W, 3)`` RGB in, ``uint8`` ``(H, W, 3)`` RGB out."""
+
+    def fuse_batch(
+        self, a: Sequence[np.ndarray], b: Sequence[np.ndarray], task: str = "vif"
+    ) -> list[np.ndarray]:
+        """Fuse several pairs (sizes may differ between pairs). The default loops over :meth:`fuse`."""
+        if len(a) != len(b):
+            raise InputError(f"{self.name}: got {len(a)} a-images but {len(b)} b-images")
+        return [self.fuse(x, y, task) for x, y in zip(a, b, strict=True)]
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that define this fuser's output (written next to results for reproducibility)."""
+        return {}
+
+    def check_task(self, task: str) -> None:
+        if task not in self.tasks:
+            raise InputError(f"{self.name}: task {task!r} not supported (supported: {', '.join(self.tasks)})")
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, task: str = "vif") -> np.ndarray:
+        return self.fuse(a, b, task)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
+        return f"{type(self).__name__}({args})"
+
+
+def register_fuser(name: str) -> Callable[[Callable[..., Fuser]], Callable[..., Fuser]]:
+    """Decorator registering a fuser class or factory under ``name``.
+
+    The factory is called as ``factory(arg, **settings)`` when the spec has an argument (``name:arg``),
+    else ``factory(**settings)``.
+    """
+
+    def deco(factory: Callable[..., Fuser]) -> Callable[..., Fuser]:
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise ConfigError(f"fuser {name!r} registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def _load_providers() -> None:
+    for mod in _PROVIDERS:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:  # a real missing dependency inside the provider
+                raise
+
+
+def list_fusers() -> list[str]:
+    """Names of all registered fusers."""
+    _load_providers()
+    return sorted(_REGISTRY)
+
+
+def create_fuser(spec: str | Fuser, **settings: Any) -> Fuser:
+    """Build a fuser from ``name`` or ``name:argument`` (e.g. ``tcmoa_base:/path/ckpt.pth``)."""
+    if isinstance(spec, Fuser):
+        return spec
+    name, sep, arg = str(spec).partition(":")
+    name = name.strip()
+    if name not in _REGISTRY:
+        _load_providers()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown fusion method {name!r} (known: {', '.join(sorted(_REGISTRY))})")
+    factory = _REGISTRY[name]
+    return factory(arg, **settings) if sep else factory(**settings)

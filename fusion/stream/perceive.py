@@ -1,0 +1,223 @@
+"""Perception on fused frames: a :class:`Perceiver` takes an RGB frame and returns it with results drawn on it.
+
+Two adapters import their framework lazily (so the streaming pipeline itself needs neither):
+
+* :class:`SegmentationOverlay`: an mmsegmentation config (+ checkpoint); class colours blended over the frame.
+* :class:`DetectionOverlay`: an ultralytics model (``.pt`` weights or a ``.yaml`` architecture); boxes drawn.
+
+Both first apply the project's compatibility helpers from ``downstream._compat`` (``install_mmcv_lite_shim`` for
+mmseg on mmcv-lite, ``setup_ultralytics_offline`` so that ultralytics never reaches for the network).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from fusion.errors import CheckpointError, ConfigError, InputError
+from fusion.utils.logging import get_logger
+
+__all__ = ["Perceiver", "SegmentationOverlay", "DetectionOverlay", "create_perceiver"]
+
+log = get_logger(__name__)
+
+
+@runtime_checkable
+class Perceiver(Protocol):
+    """Callable ``frame -> overlay``: ``uint8`` RGB ``(H, W, 3)`` in, same shape out, results drawn on it."""
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray: ...
+
+
+def _compat() -> Any:
+    try:
+        import downstream._compat as compat
+    except ModuleNotFoundError as exc:
+        if exc.name in ("downstream", "downstream._compat"):
+            return None
+        raise
+    return compat
+
+
+def _palette(n: int) -> np.ndarray:
+    """``(n, 3)`` distinct uint8 colours (golden-ratio hues), used when a model carries no palette."""
+    hues = (np.arange(n) * 0.618033988749895 % 1.0 * 179).astype(np.uint8)
+    hsv = np.stack([hues, np.full(n, 200, np.uint8), np.full(n, 230, np.uint8)], axis=1)[None]
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
+
+
+def _load_state(path: Path) -> tuple[dict, dict]:
+    """``(state_dict, meta)`` from a safetensors file or a torch checkpoint, loaded without arbitrary pickles."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path)), {}
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # mmengine's Runner checkpoints hold a HistoryBuffer and numpy scalars in their message hub: allow exactly
+        # those types, still through the restricted unpickler.
+        import builtins
+
+        from mmengine.logging.history_buffer import HistoryBuffer
+
+        safe = [HistoryBuffer, builtins.getattr, np.ndarray, np.dtype, np._core.multiarray.scalar,
+                np._core.multiarray._reconstruct, np.dtypes.Float64DType, np.dtypes.Int64DType]
+        try:
+            with torch.serialization.safe_globals(safe):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{path}: cannot load safely ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot load ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(obj).__name__}")
+    state = obj.get("state_dict", obj)
+    meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
+    return state, meta
+
+
+class SegmentationOverlay:
+    """mmsegmentation model whose per-pixel classes are blended over the frame.
+
+    Args:
+        config: mmseg config file (must define ``test_pipeline``).
+        checkpoint: weights (``.pth`` from mmengine or ``.safetensors``); ``None`` keeps random weights (tests).
+        device: ``cpu``/``cuda``/``cuda:N``.
+        alpha: opacity of the class colours.
+        palette: ``(num_classes, 3)`` RGB colours; default: the checkpoint's ``dataset_meta`` palette, else generated.
+    """
+
+    def __init__(
+        self,
+        config: str | os.PathLike,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        device: str = "cpu",
+        alpha: float = 0.5,
+        palette: np.ndarray | None = None,
+    ):
+        cfg_path = Path(config)
+        if not cfg_path.is_file():
+            raise InputError(f"{cfg_path}: no such segmentation config")
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise InputError(f"{checkpoint}: no such segmentation checkpoint")
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"alpha={alpha}: must be in [0, 1]")
+        compat = _compat()
+        if compat is None:
+            raise ConfigError("downstream._compat is missing: install_mmcv_lite_shim() is needed before mmseg")
+        compat.install_mmcv_lite_shim()
+        from mmseg.apis import inference_model, init_model
+
+        self._infer = inference_model
+        self.model = init_model(str(cfg_path), None, device=str(device))
+        if checkpoint is not None:
+            state, meta = _load_state(Path(checkpoint))
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise CheckpointError(
+                    f"{checkpoint}: does not match {cfg_path.name} ({len(missing)} missing, {len(unexpected)} "
+                    f"unexpected keys, e.g. {(list(missing) + list(unexpected))[:3]})"
+                )
+            if isinstance(meta.get("dataset_meta"), dict):
+                self.model.dataset_meta = meta["dataset_meta"]
+        self.alpha = float(alpha)
+        n = int(getattr(self.model.decode_head, "num_classes", 0) or 0) or 256
+        meta_palette = (getattr(self.model, "dataset_meta", None) or {}).get("palette")
+        if palette is not None:
+            self.palette = np.asarray(palette, dtype=np.uint8)
+        elif meta_palette is not None and len(meta_palette) >= n:
+            self.palette = np.asarray(meta_palette, dtype=np.uint8)
+        else:
+            self.palette = _palette(n)
+        self.last_classes: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        # mmseg pipelines take BGR arrays (mmcv.imread's order); the data preprocessor converts.
+        result = self._infer(self.model, np.ascontiguousarray(frame[:, :, ::-1]))
+        labels = result.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
+        self.last_classes = np.unique(labels)
+        colours = self.palette[np.clip(labels, 0, len(self.palette) - 1)]
+        if colours.shape[:2] != frame.shape[:2]:
+            colours = cv2.resize(colours, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
+        return cv2.addWeighted(frame, 1.0 - self.alpha, colours, self.alpha, 0.0)
+
+
+class DetectionOverlay:
+    """ultralytics YOLO model whose boxes are drawn on the frame.
+
+    Args:
+        weights: a local ``.pt`` file, or a ``.yaml`` architecture (random weights; a name like ``yolov8n.yaml``
+            resolves inside ultralytics without network).
+        device: ``cpu``/``cuda``/``cuda:N``.
+        conf: confidence threshold.
+        imgsz: inference size.
+        half: fp16 inference (CUDA only).
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike,
+        *,
+        device: str = "cpu",
+        conf: float = 0.25,
+        imgsz: int = 640,
+        half: bool = False,
+    ):
+        w = str(weights)
+        if not w.endswith((".yaml", ".yml")) and not Path(w).is_file():
+            # A missing .pt name would make ultralytics try to download it.
+            raise InputError(f"{w}: no such detection weights file")
+        compat = _compat()
+        if compat is not None:
+            compat.setup_ultralytics_offline()
+        else:
+            log.warning("downstream._compat is missing; setting YOLO_OFFLINE=1 only")
+            os.environ.setdefault("YOLO_OFFLINE", "1")
+        from ultralytics import YOLO
+
+        try:
+            self.model = YOLO(w)
+        except FileNotFoundError as exc:
+            raise InputError(f"{w}: {exc}") from None
+        self.device = str(device)
+        self.conf = float(conf)
+        self.imgsz = int(imgsz)
+        self.half = bool(half) and self.device.startswith("cuda")
+        self.last_count = 0
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        results = self.model.predict(
+            np.ascontiguousarray(frame[:, :, ::-1]), device=self.device, conf=self.conf, imgsz=self.imgsz,
+            half=self.half, verbose=False,
+        )
+        r = results[0]
+        self.last_count = 0 if r.boxes is None else len(r.boxes)
+        return np.ascontiguousarray(r.plot()[:, :, ::-1])  # plot() draws on a BGR copy
+
+
+def create_perceiver(
+    segment: str | None = None,
+    *,
+    seg_checkpoint: str | None = None,
+    detect: str | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    **options: Any,
+) -> Perceiver | None:
+    """Build the perceiver the command line asks for (at most one of ``segment`` config / ``detect`` weights)."""
+    if segment and detect:
+        raise ConfigError("choose one perception overlay: --segment or --detect, not both")
+    if segment:
+        return SegmentationOverlay(segment, seg_checkpoint, device=device, **options)
+    if detect:
+        return DetectionOverlay(detect, device=device, half=precision == "fp16", **options)
+    return None

@@ -1,0 +1,1 @@
+"""Small shared helpers: image I/O, atomic writes, device choice, logging, CLI conventions."""

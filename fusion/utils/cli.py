@@ -1,0 +1,77 @@
+"""Conventions shared by the scripts in ``pipelines/``.
+
+* :func:`run_cli` turns a :class:`~fusion.errors.FusionError` into one line on stderr and exit status 2.
+* :func:`parse_overrides` reads ultralytics/mmengine-style ``key=value`` overrides into a nested dict.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fusion.errors import ConfigError, FusionError
+
+__all__ = ["run_cli", "parse_overrides", "apply_overrides"]
+
+
+def run_cli(main: Callable[[], int | None]) -> None:
+    """Run ``main`` and exit; project errors become ``error: <message>`` and status 2."""
+    try:
+        code = main()
+    except FusionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(int(code or 0))
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``["a.b=1", "name=x"]`` into ``{"a": {"b": 1}, "name": "x"}``.
+
+    Values are Python literals when they parse as one (numbers, lists, tuples, booleans, ``None``), else strings.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override {item!r}: empty key")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is both a value and a section")
+        node[parts[-1]] = _parse_value(value.strip())
+    return out
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: dict[str, Any], *, strict: bool = True, _prefix: str = "") -> dict:
+    """Merge ``overrides`` into ``cfg`` in place; with ``strict``, unknown keys are a :class:`ConfigError`."""
+    for key, value in overrides.items():
+        name = f"{_prefix}{key}"
+        if strict and key not in cfg:
+            raise ConfigError(f"unknown option {name!r} (known: {', '.join(sorted(cfg))})")
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            apply_overrides(cfg[key], value, strict=strict, _prefix=f"{name}.")
+        else:
+            cfg[key] = value
+    return cfg
