@@ -43,9 +43,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from fusion.data.pairs import Pair, _describe_unpaired, _is_image, list_images, pair_files, role_of, strip_role_suffix
 from fusion.errors import ConfigError, DatasetError
 from fusion.fusers.base import TASKS
-from fusion.data.pairs import Pair, _describe_unpaired, _is_image, list_images, pair_files, role_of, strip_role_suffix
 
 __all__ = [
     "Layout",
@@ -201,7 +201,9 @@ def _list_mfnet(root: Path, split: str | None) -> list[Pair]:
         ids = [Path(i).stem if Path(i).suffix.lower() == ".png" else i for i in ids]
         missing = [i for i in ids if i not in files]
         if missing:
-            raise DatasetError(f"{txt}: {len(missing)} listed image(s) missing from {images}: {', '.join(missing[:10])}")
+            raise DatasetError(
+                f"{txt}: {len(missing)} listed image(s) missing from {images}: {', '.join(missing[:10])}"
+            )
         files = {i: files[i] for i in ids}
     if not files:
         raise DatasetError(f"{images}: no images found")
@@ -569,7 +571,9 @@ def list_pairs(
     if task is not None and task not in TASKS:
         raise ConfigError(f"task {task!r}: expected one of {', '.join(TASKS)}")
     name = resolve_layout_name(layout) if layout else detect_layout(root, task)
-    pairs = LAYOUTS[name].list(root, split)
+    if split is not None and not LAYOUTS[name].splits:
+        raise DatasetError(f"{root}: layout {name} has no splits (got split {split!r})")
+    pairs = sorted(LAYOUTS[name].list(root, split), key=lambda p: p.name)
     if not pairs:
         raise DatasetError(f"{root}: no image pairs found (layout {name})")
     if task is not None:

@@ -88,7 +88,9 @@ class ColorFuser(Fuser):
         out = []
         for f, c in zip(fused, chromas, strict=True):
             if f.shape[:2] != c.shape[:2]:
-                raise InputError(f"{self.name}: fused image {f.shape[:2]} differs in size from the sources {c.shape[:2]}")
+                raise InputError(
+                    f"{self.name}: fused image {f.shape[:2]} differs in size from the sources {c.shape[:2]}"
+                )
             # The inner output may be slightly coloured (TC-MoA's decoder); its BT.601 luma is the fused intensity.
             out.append(merge_luma_chroma(rgb_to_ycbcr(f)[..., 0], c))
         return out

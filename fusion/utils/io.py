@@ -111,7 +111,8 @@ def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
     if m in ("I;16", "I;16B", "I;16L", "I;16N"):
         return np.asarray(im, dtype=np.uint16) if m != "I;16B" else np.asarray(im).astype(np.uint16)
     if m == "I":
-        return np.asarray(im).astype(np.int64)
+        # 32-bit integer mode comes from 16-bit files (TIFF, some PNGs): scale by the bit depth, not the data.
+        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
     if m == "F":
         arr = np.asarray(im, dtype=np.float32)
         return arr / 255.0 if arr.max(initial=0.0) > 1.0 else arr
