@@ -44,7 +44,7 @@ class PairCounters:
     unmatched: dict[str, int] = field(default_factory=dict)
     stale: dict[str, int] = field(default_factory=dict)
     stalled: list[str] = field(default_factory=list)
-    ended_first: str | None = None
+    ended_first: str | None = None  # the source whose end stopped the pairing (it may have ended with the other)
 
 
 class Pairer:
@@ -157,9 +157,6 @@ class Pairer:
             if r.exhausted:
                 if self.counters.ended_first is None:
                     self.counters.ended_first = r.source.name
-                other = self.ir if r is self.vis else self.vis
-                if not other.counters.ended:
-                    log.info("%s ended before %s; stopping", r.source.name, other.source.name)
                 return True
         return False
 
@@ -170,7 +167,7 @@ class Pairer:
                 continue
             silent = now - max(r.last_arrival, wait_start)
             if silent > self.stall_timeout_s:
-                log.warning("%s: no frame for %.1f s, treating the source as stalled and stopping", r.source.name, silent)
+                log.warning("%s: no frame for %.1f s, treating it as stalled; stopping", r.source.name, silent)
                 self.counters.stalled.append(r.source.name)
                 return True
         return False

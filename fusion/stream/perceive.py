@@ -5,14 +5,14 @@ Two adapters import their framework lazily (so the streaming pipeline itself nee
 * :class:`SegmentationOverlay`: an mmsegmentation config (+ checkpoint); class colours blended over the frame.
 * :class:`DetectionOverlay`: an ultralytics model (``.pt`` weights or a ``.yaml`` architecture); boxes drawn.
 
-Both first apply the project's compatibility helpers from ``downstream._compat`` (``install_mmcv_lite_shim`` for
-mmseg on mmcv-lite, ``setup_ultralytics_offline`` so that ultralytics never reaches for the network).
+Both first apply the project's compatibility helpers from ``downstream._compat`` (``prepare_mmseg`` /
+``install_mmcv_lite_shim`` for mmseg on mmcv-lite, ``setup_ultralytics_offline`` so that ultralytics never reaches
+for the network).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,24 +59,13 @@ def _load_state(path: Path) -> tuple[dict, dict]:
         from safetensors.torch import load_file
 
         return load_file(str(path)), {}
+    compat = _compat()
+    if compat is not None and hasattr(compat, "allow_mmengine_checkpoints"):
+        compat.allow_mmengine_checkpoints()  # mmengine checkpoints hold a HistoryBuffer and numpy scalars
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # mmengine's Runner checkpoints hold a HistoryBuffer and numpy scalars in their message hub: allow exactly
-        # those types, still through the restricted unpickler.
-        import builtins
-
-        from mmengine.logging.history_buffer import HistoryBuffer
-
-        safe = [HistoryBuffer, builtins.getattr, np.ndarray, np.dtype, np._core.multiarray.scalar,
-                np._core.multiarray._reconstruct, np.dtypes.Float64DType, np.dtypes.Int64DType]
-        try:
-            with torch.serialization.safe_globals(safe):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: cannot load safely ({exc.__class__.__name__}: {str(exc)[:200]})") from None
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+        raise CheckpointError(f"{path}: cannot load safely ({exc.__class__.__name__}: {str(exc)[:200]})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(obj).__name__}")
     state = obj.get("state_dict", obj)
@@ -114,7 +103,10 @@ class SegmentationOverlay:
         compat = _compat()
         if compat is None:
             raise ConfigError("downstream._compat is missing: install_mmcv_lite_shim() is needed before mmseg")
-        compat.install_mmcv_lite_shim()
+        if hasattr(compat, "prepare_mmseg"):
+            compat.prepare_mmseg()  # shim + safe checkpoint types + registered mmseg modules
+        else:
+            compat.install_mmcv_lite_shim()
         from mmseg.apis import inference_model, init_model
 
         self._infer = inference_model
@@ -138,13 +130,13 @@ class SegmentationOverlay:
             self.palette = np.asarray(meta_palette, dtype=np.uint8)
         else:
             self.palette = _palette(n)
-        self.last_classes: np.ndarray | None = None
+        self.last_labels: np.ndarray | None = None  # (H, W) class ids of the latest frame
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         # mmseg pipelines take BGR arrays (mmcv.imread's order); the data preprocessor converts.
         result = self._infer(self.model, np.ascontiguousarray(frame[:, :, ::-1]))
         labels = result.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
-        self.last_classes = np.unique(labels)
+        self.last_labels = labels
         colours = self.palette[np.clip(labels, 0, len(self.palette) - 1)]
         if colours.shape[:2] != frame.shape[:2]:
             colours = cv2.resize(colours, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
@@ -195,9 +187,10 @@ class DetectionOverlay:
         self.last_count = 0
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
+        extra = {"half": True} if self.half else {}  # passing half=False makes ultralytics warn
         results = self.model.predict(
             np.ascontiguousarray(frame[:, :, ::-1]), device=self.device, conf=self.conf, imgsz=self.imgsz,
-            half=self.half, verbose=False,
+            verbose=False, **extra,
         )
         r = results[0]
         self.last_count = 0 if r.boxes is None else len(r.boxes)

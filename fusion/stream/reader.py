@@ -184,4 +184,6 @@ class SourceReader(threading.Thread):
 
 
 def _valid(img: object) -> bool:
-    return isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.size > 0
+    if not isinstance(img, np.ndarray):
+        return False
+    return img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.size > 0

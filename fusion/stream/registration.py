@@ -38,6 +38,8 @@ log = get_logger(__name__)
 
 _MIN_INLIERS = 15
 _MIN_INLIER_RATIO = 0.25
+# Smallest gain in edge agreement (normalised cross-correlation of blurred edge maps) for an estimate to be used.
+_MIN_GAIN = 0.02
 
 
 def load_homography(path: str | os.PathLike) -> np.ndarray:
@@ -130,6 +132,25 @@ def _edges(img: np.ndarray) -> np.ndarray:
     return np.clip(mag * (255.0 / top), 0, 255).astype(np.uint8)
 
 
+def _edge_agreement(ir_e: Sequence[np.ndarray], vis_e: Sequence[np.ndarray], h: np.ndarray) -> float:
+    """Mean normalised cross-correlation of blurred edge maps after warping infrared by ``h`` (overlap only)."""
+    scores = []
+    for a, b in zip(ir_e, vis_e):
+        size = (b.shape[1], b.shape[0])
+        warped = cv2.warpPerspective(a, h, size, flags=cv2.INTER_LINEAR)
+        mask = cv2.warpPerspective(np.ones_like(a), h, size, flags=cv2.INTER_NEAREST).astype(bool)
+        if mask.sum() < 0.25 * mask.size:
+            scores.append(-1.0)
+            continue
+        x = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), 3)[mask]
+        y = cv2.GaussianBlur(b.astype(np.float32), (0, 0), 3)[mask]
+        x -= x.mean()
+        y -= y.mean()
+        denom = float(np.sqrt((x * x).sum() * (y * y).sum()))
+        scores.append(float((x * y).sum()) / denom if denom > 0 else 0.0)
+    return float(np.mean(scores))
+
+
 def _plausible(h: np.ndarray, size: tuple[int, int]) -> tuple[bool, str]:
     """A homography between two frames of the same ``(width, height)`` that keeps the frame roughly in place."""
     if h is None or not np.all(np.isfinite(h)) or abs(h[2, 2]) < 1e-12:
@@ -180,37 +201,46 @@ def _orb(ir_e: Sequence[np.ndarray], vis_e: Sequence[np.ndarray]) -> tuple[np.nd
     return h, f"orb: {inliers}/{len(src)} inliers"
 
 
-def _ecc(ir_e: Sequence[np.ndarray], vis_e: Sequence[np.ndarray]) -> tuple[np.ndarray | None, str]:
-    # ECC works on a reduced copy (speed; it is a global method) and the result is scaled back.
-    h0, w0 = vis_e[0].shape[:2]
-    s = min(1.0, 320.0 / max(h0, w0))
+def _ecc_level(a: np.ndarray, b: np.ndarray, side: int, init: np.ndarray) -> tuple[float, np.ndarray]:
+    """Affine ECC of edge maps reduced to ``side``; ``init`` and the result map visible to infrared full-size pixels."""
+    h0, w0 = b.shape[:2]
+    s = min(1.0, side / max(h0, w0))
     size = (max(8, round(w0 * s)), max(8, round(h0 * s)))
     down = np.diag([size[0] / w0, size[1] / h0, 1.0])
+    warp = (down @ init @ np.linalg.inv(down))[:2].astype(np.float32)
+    ta = cv2.resize(a, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    tb = cv2.resize(b, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+    score, warp = cv2.findTransformECC(tb, ta, warp, cv2.MOTION_AFFINE, criteria, None, 5)
+    full = np.vstack([warp.astype(np.float64), [0.0, 0.0, 1.0]])
+    return float(score), np.linalg.inv(down) @ full @ down
+
+
+def _ecc(ir_e: Sequence[np.ndarray], vis_e: Sequence[np.ndarray]) -> tuple[np.ndarray | None, str]:
+    # Affine, coarse to fine: across modalities a full homography is poorly constrained by ECC (it drifts), while
+    # an affine model at 320 px then at full size (<= 640 px) recovered shifts/scalings of real clips to a few pixels.
     best: tuple[float, np.ndarray] | None = None
     notes = []
     for a, b in zip(ir_e, vis_e):
-        ta = cv2.resize(a, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        tb = cv2.resize(b, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        warp = np.eye(3, dtype=np.float32)
+        warp = np.eye(3)
         try:
-            # The warp maps template (visible) coordinates to input (infrared) coordinates.
-            score, warp = cv2.findTransformECC(tb, ta, warp, cv2.MOTION_HOMOGRAPHY, criteria, None, 5)
+            for side in (320, 640):
+                score, warp = _ecc_level(a, b, side, warp)
         except cv2.error as exc:
             notes.append(f"ecc: did not converge ({str(exc).strip().splitlines()[-1][:60]})")
             continue
         try:
-            h_small = np.linalg.inv(warp.astype(np.float64))
+            h = np.linalg.inv(warp)  # ECC maps visible to infrared; we want infrared to visible
         except np.linalg.LinAlgError:
             continue
         if best is None or score > best[0]:
-            best = (float(score), h_small)
+            best = (score, h)
     if best is None:
         return None, "; ".join(notes) or "ecc: no result"
-    score, h_small = best
+    score, h = best
     if score < 0.2:
         return None, f"ecc: correlation {score:.2f} too low"
-    return np.linalg.inv(down) @ h_small @ down, f"ecc: correlation {score:.3f}"
+    return h, f"ecc (affine): correlation {score:.3f}"
 
 
 def estimate_homography(
@@ -238,6 +268,7 @@ def estimate_homography(
     ir_e = [_edges(cv2.resize(f, (vw, vh), interpolation=cv2.INTER_AREA)) for f in ir_frames]
     vis_e = [_edges(f) for f in vis_frames]
     notes = []
+    base = _edge_agreement(ir_e, vis_e, np.eye(3))
     for name in methods:
         if name not in ("orb", "ecc"):
             raise ValueError(f"unknown registration method {name!r} (use 'orb' or 'ecc')")
@@ -250,8 +281,14 @@ def estimate_homography(
             notes.append(f"{name} rejected: {why}")
             continue
         h = h / h[2, 2]
+        # Accept only a transform that makes the edges agree better than plain resizing (already-aligned rigs).
+        score = _edge_agreement(ir_e, vis_e, h)
+        if score < base + _MIN_GAIN:
+            notes.append(f"{name} rejected: edge agreement {score:.3f} vs {base:.3f} without it")
+            continue
+        note = f"{note}; edge agreement {base:.3f} -> {score:.3f}"
         log.info("registration: %s", note)
         return Registration(h @ scale, name, note)
     detail = "; ".join(notes)
-    log.warning("registration failed, using identity (resize only): %s", detail)
+    log.warning("registration: no transform better than plain resizing; using identity (%s)", detail)
     return Registration(None, "identity", detail)

@@ -74,7 +74,8 @@ class MjpegServer:
         try:
             self._httpd = ThreadingHTTPServer(("127.0.0.1", self.requested_port), Handler)
         except OSError as exc:
-            raise InputError(f"--serve {self.requested_port}: cannot listen on 127.0.0.1 ({exc.strerror or exc})") from None
+            why = exc.strerror or exc
+            raise InputError(f"--serve {self.requested_port}: cannot listen on 127.0.0.1 ({why})") from None
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
@@ -185,7 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
         self.end_headers()
-        owner.clients += 1
+        with owner._cond:
+            owner.clients += 1
         try:
             last = 0
             while not owner.stopping:
@@ -202,6 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
                 self.wfile.write(b"\r\n")
                 self.wfile.flush()
-                owner.frames_sent += 1
+                with owner._cond:
+                    owner.frames_sent += 1
         finally:
-            owner.clients -= 1
+            with owner._cond:
+                owner.clients -= 1

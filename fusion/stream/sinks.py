@@ -101,6 +101,8 @@ class VideoFileSink:
             self._discard()
             log.warning("%s: no frame written, no file created", self.path)
             return
+        # mkstemp creates 0600 files; a finished video gets the usual permissions.
+        os.chmod(self._tmp, 0o666 & ~_umask())
         os.replace(self._tmp, self.path)
         self._tmp = None
 
@@ -118,7 +120,8 @@ class ImageSequenceSink:
         self.path = Path(folder)
         ext = ext if ext.startswith(".") else f".{ext}"
         if ext.lower() not in IMAGE_EXTENSIONS:
-            raise InputError(f"{self.path}: unsupported image extension {ext} (use one of {', '.join(IMAGE_EXTENSIONS)})")
+            known = ", ".join(IMAGE_EXTENSIONS)
+            raise InputError(f"{self.path}: unsupported image extension {ext} (use one of {known})")
         self.ext = ext.lower()
         self.prefix = prefix
         self.frames = 0
@@ -136,6 +139,12 @@ class ImageSequenceSink:
 
     def close(self) -> None:
         return None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def open_sink(out: str | os.PathLike, *, fps: float, fourcc: str | None = None, image_ext: str = ".png") -> FrameSink:

@@ -75,7 +75,8 @@ class FrameSource:
 
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
     if frame.dtype != np.uint8:
-        frame = cv2.convertScaleAbs(frame, alpha=255.0 / 65535.0) if frame.dtype == np.uint16 else frame.astype(np.uint8)
+        scale = 255.0 / 65535.0 if frame.dtype == np.uint16 else 1.0
+        frame = cv2.convertScaleAbs(frame, alpha=scale)
     if frame.ndim == 2:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     if frame.shape[2] == 4:
@@ -112,7 +113,8 @@ class VideoCaptureSource(FrameSource):
         if not self._cap.isOpened():
             self._cap.release()
             raise InputError(f"{name} source {spec}: OpenCV cannot open it")
-        self.realtime = bool(realtime) and not (is_camera or is_url)
+        self._device = is_camera or is_url
+        self.realtime = bool(realtime) and not self._device
         self.live = bool(live) if live is not None else (is_camera or is_url or self.realtime)
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps < 1000.0 else None
@@ -140,8 +142,12 @@ class VideoCaptureSource(FrameSource):
             self._failures = 0
             self._index += 1
             return _to_rgb(frame)
-        # A failed read is the end of a stream, unless a file says it has more frames (a corrupt frame).
+        # A failed read is the end of a stream, unless a file says it has more frames (a corrupt frame) or a
+        # camera/network stream recovers after a short hiccup.
         self._failures += 1
+        if self._device and self._failures <= _MAX_CONSECUTIVE_FAILURES:
+            time.sleep(0.05 * self._failures)
+            return CORRUPT
         if self.frame_count is not None and self._index < self.frame_count - 1:
             if self._failures <= _MAX_CONSECUTIVE_FAILURES:
                 self._index += 1

@@ -17,6 +17,7 @@ Two measures, both on gray frames in [0, 255] units:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import cv2
@@ -41,7 +42,11 @@ def _gray(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 
 class TemporalConsistency:
-    """Streaming accumulator; call :meth:`update` once per frame, then :meth:`result`.
+    """Streaming accumulator with constant memory.
+
+    Either call :meth:`update` once per frame (every transition is measured), or hand it independent transitions
+    with :meth:`add_transition` (the streaming pipeline does this from a background thread and skips transitions
+    when measuring would slow the stream; :attr:`skipped` counts them).
 
     Args:
         max_side: frames are reduced so that their longer side is at most this (flow is costly); ``None`` keeps
@@ -56,11 +61,15 @@ class TemporalConsistency:
         self.flow = flow
         self._size: tuple[int, int] | None = None
         self._prev: tuple[np.ndarray, list[np.ndarray]] | None = None
-        self._df: list[float] = []
-        self._ds: list[list[float]] = []
-        self._warp: list[float] = []
-        self._warp_src: list[float] = []
+        self._n = 0
+        self._sum_df = 0.0
+        self._sum_ds: np.ndarray | None = None
+        self._sum_excess = 0.0
+        self._n_warp = 0
+        self._sum_warp = 0.0
+        self._sum_warp_src = 0.0
         self.frames = 0
+        self.skipped = 0
 
     def _target_size(self, frame: np.ndarray) -> tuple[int, int]:
         h, w = frame.shape[:2]
@@ -69,61 +78,90 @@ class TemporalConsistency:
         s = self.max_side / max(h, w)
         return (max(1, round(w * s)), max(1, round(h * s)))
 
-    def update(self, fused: np.ndarray, *sources: np.ndarray) -> None:
-        """Add one frame: the fused frame and the source frames (reference source first, e.g. visible, infrared).
-
-        All frames are brought to the size of the first fused frame (reduced to ``max_side``).
-        """
+    def _prepare(self, fused: np.ndarray, sources: tuple[np.ndarray, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
         if not sources:
             raise ValueError("update needs at least one source frame (the flow reference)")
         if self._size is None:
             self._size = self._target_size(fused)
-        f = _gray(fused, self._size)
-        ss = [_gray(s, self._size) for s in sources]
+        return _gray(fused, self._size), [_gray(s, self._size) for s in sources]
+
+    def update(self, fused: np.ndarray, *sources: np.ndarray) -> None:
+        """Add the next frame: the fused frame and its sources (reference source first, e.g. visible, infrared).
+
+        All frames are brought to the size of the first fused frame (reduced to ``max_side``).
+        """
+        cur = self._prepare(fused, sources)
         if self._prev is not None:
-            pf, pss = self._prev
-            if len(pss) != len(ss):
-                raise ValueError(f"got {len(ss)} sources, previous frame had {len(pss)}")
-            self._df.append(float(cv2.absdiff(f, pf).mean()))
-            self._ds.append([float(cv2.absdiff(s, p).mean()) for s, p in zip(ss, pss)])
-            if self.flow:
-                we, ws = _warp_errors(f, pf, ss[0], pss[0])
-                if we is not None:
-                    self._warp.append(we)
-                    self._warp_src.append(ws)
-        self._prev = (f, ss)
+            self._accumulate(self._prev, cur)
+        self._prev = cur
         self.frames += 1
 
-    def result(self) -> dict[str, float | int | None]:
-        """The measures (see the module docstring); ``None`` where fewer than two frames were seen."""
-        out: dict[str, float | int | None] = {"frames": self.frames, "size": list(self._size) if self._size else None}
-        if not self._df:
-            out.update(
-                fused_mean_abs_diff=None, source_mean_abs_diff=None, flicker_ratio=None, flicker_excess=None,
-                warp_error=None, warp_error_source=None, warp_error_excess=None,
-            )
+    def add_transition(self, previous: tuple[np.ndarray, ...], current: tuple[np.ndarray, ...]) -> None:
+        """Measure one transition between two consecutive frames, each given as ``(fused, reference, *others)``."""
+        self._accumulate(self._prepare(previous[0], previous[1:]), self._prepare(current[0], current[1:]))
+        self.frames = self._n + 1
+
+    def _accumulate(self, prev: tuple[np.ndarray, list[np.ndarray]], cur: tuple[np.ndarray, list[np.ndarray]]) -> None:
+        pf, pss = prev
+        f, ss = cur
+        if len(pss) != len(ss):
+            raise ValueError(f"got {len(ss)} sources, previous frame had {len(pss)}")
+        df = float(cv2.absdiff(f, pf).mean())
+        ds = np.array([float(cv2.absdiff(s, p).mean()) for s, p in zip(ss, pss)])
+        self._n += 1
+        self._sum_df += df
+        self._sum_ds = ds if self._sum_ds is None else self._sum_ds + ds
+        self._sum_excess += max(0.0, df - float(ds.max()))
+        if self.flow:
+            we, ws = _warp_errors(f, pf, ss[0], pss[0])
+            if we is not None and ws is not None:
+                self._n_warp += 1
+                self._sum_warp += we
+                self._sum_warp_src += ws
+
+    def result(self) -> dict[str, float | int | list | None]:
+        """The measures (see the module docstring); ``None`` where no transition was measured."""
+        out: dict[str, float | int | list | None] = {
+            "frames": self.frames,
+            "transitions": self._n,
+            "skipped_transitions": self.skipped,
+            "size": list(self._size) if self._size else None,
+            "fused_mean_abs_diff": None,
+            "source_mean_abs_diff": None,
+            "flicker_ratio": None,
+            "flicker_excess": None,
+            "warp_error": None,
+            "warp_error_source": None,
+            "warp_error_excess": None,
+        }
+        if not self._n or self._sum_ds is None:
             return out
-        df = np.asarray(self._df)
-        ds = np.asarray(self._ds)  # (T-1, n_sources)
-        src_mean = ds.mean(axis=0)
-        out["fused_mean_abs_diff"] = round(float(df.mean()), 4)
-        out["source_mean_abs_diff"] = [round(float(v), 4) for v in src_mean]
+        mean_df = self._sum_df / self._n
+        src_mean = self._sum_ds / self._n
         top = float(src_mean.max())
-        out["flicker_ratio"] = round(float(df.mean()) / top, 4) if top > 1e-9 else None
-        out["flicker_excess"] = round(float(np.maximum(0.0, df - ds.max(axis=1)).mean()), 4)
-        if self._warp:
-            w, ws = float(np.mean(self._warp)), float(np.mean(self._warp_src))
+        out["fused_mean_abs_diff"] = round(mean_df, 4)
+        out["source_mean_abs_diff"] = [round(float(v), 4) for v in src_mean]
+        out["flicker_ratio"] = round(mean_df / top, 4) if top > 1e-9 else None
+        out["flicker_excess"] = round(self._sum_excess / self._n, 4)
+        if self._n_warp:
+            w, ws = self._sum_warp / self._n_warp, self._sum_warp_src / self._n_warp
             out.update(warp_error=round(w, 4), warp_error_source=round(ws, 4), warp_error_excess=round(w - ws, 4))
-        else:
-            out.update(warp_error=None, warp_error_source=None, warp_error_excess=None)
         return out
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = False
+    gy.flags.writeable = False
+    return gx, gy
 
 
 def _warp_errors(f: np.ndarray, pf: np.ndarray, s: np.ndarray, ps: np.ndarray) -> tuple[float | None, float | None]:
     # Flow from frame t to t-1: for each pixel of t, where it was in t-1, so remap(t-1, flow) predicts t.
     flow = cv2.calcOpticalFlowFarneback(s, ps, None, 0.5, 3, 15, 3, 5, 1.2, 0)
     h, w = s.shape
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = _grid(h, w)
     mx, my = gx + flow[..., 0], gy + flow[..., 1]
     valid = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
     if not valid.any():
@@ -152,8 +190,8 @@ def temporal_consistency(
         flow: also compute the flow-warping error.
 
     Returns:
-        ``frames``, ``fused_mean_abs_diff``, ``source_mean_abs_diff`` (one per source, reference first),
-        ``flicker_ratio``, ``flicker_excess``, ``warp_error``, ``warp_error_source``, ``warp_error_excess``.
+        ``frames``, ``transitions``, ``fused_mean_abs_diff``, ``source_mean_abs_diff`` (one per source, reference
+        first), ``flicker_ratio``, ``flicker_excess``, ``warp_error``, ``warp_error_source``, ``warp_error_excess``.
         Iteration stops at the shortest input.
     """
     acc = TemporalConsistency(max_side=max_side, flow=flow)
