@@ -1,0 +1,282 @@
+"""Fusing images of any size with a TC-MoA model.
+
+The network itself needs sides that are multiples of 112. Two strategies bring any image there:
+
+``compat="official"`` — the official ``main_predict.py`` (design §2), reproducible exactly:
+    * when both sides exceed ``tile`` (448): 448×448 tiles at rows/columns ``0, 448, 896, …`` with the last one
+      anchored at the far edge, pasted in row-major order so that later tiles overwrite the overlap;
+    * otherwise: bilinear resize (of the ImageNet-normalised tensor, ``antialias=False``) to the next multiples
+      of 112, one pass, bilinear resize of the fused [0, 1] image back (``antialias=False``).
+    The official resize of the input is PIL's bilinear on 8-bit images; the tensor resize here is close but not
+    bit-identical.
+
+``compat="default"`` — no resampling, so odd sizes lose no detail and seams do not show:
+    * images whose longer side fits in ``tile``: reflect-padded to a *square* whose side is the next multiple of
+      112 (square grids are what the model was trained on; non-square grids meet the official transposed
+      position-embedding resize, design Q8), one pass, cropped;
+    * larger images: ``tile``×``tile`` tiles overlapping by ``overlap`` pixels (the last anchored at the far edge),
+      blended with linear feathering over the overlaps (images smaller than a tile along one side are padded).
+
+With ``compat="default"`` memory is bounded by the tile: tiles (or whole small images) go through the model
+``batch_size`` at a time. The official strategy runs images with a side ``<= tile`` in one pass whatever the other
+side (e.g. 400×4000), as the official code does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fusion.errors import ConfigError, InputError
+from fusion.models.tcmoa import TCMoA, normalize
+
+__all__ = ["fuse_tensors", "fuse_arrays", "resolve_amp_dtype", "official_tile_starts", "overlap_tile_starts",
+           "bytescale"]
+
+Compat = Literal["default", "official"]
+
+
+def resolve_amp_dtype(amp_dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``None``/``"none"``/``"fp32"`` → None; ``"bf16"``/``"bfloat16"`` and ``"fp16"``/``"float16"`` → dtypes."""
+    if amp_dtype is None or isinstance(amp_dtype, torch.dtype):
+        if amp_dtype in (None, torch.bfloat16, torch.float16):
+            return amp_dtype
+        if amp_dtype == torch.float32:
+            return None
+        raise ConfigError(f"amp_dtype={amp_dtype}: expected bf16, fp16 or none")
+    name = str(amp_dtype).strip().lower()
+    table = {"none": None, "fp32": None, "float32": None, "": None, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16, "half": torch.float16}
+    if name not in table:
+        raise ConfigError(f"amp_dtype={amp_dtype!r}: expected bf16, fp16 or none")
+    return table[name]
+
+
+def official_tile_starts(length: int, tile: int) -> list[int]:
+    """Official tile origins along one axis: ``0, tile, 2·tile, …`` with the last one at ``length - tile``."""
+    n = math.ceil(length / tile)
+    return [min(i * tile, length - tile) for i in range(n)]
+
+
+def overlap_tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins with stride ``tile - overlap``, the last one anchored at ``length - tile``."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def _feather(length: int, start: int, total: int, ramp: int, device: torch.device) -> torch.Tensor:
+    """1-D blending weight of a tile: linear ramps over ``ramp`` pixels on sides that border another tile."""
+    w = torch.ones(length, device=device)
+    if ramp <= 0:
+        return w
+    r = torch.arange(1, ramp + 1, device=device, dtype=torch.float32) / (ramp + 1)
+    if start > 0:
+        w[:ramp] = torch.minimum(w[:ramp], r)
+    if start + length < total:
+        w[-ramp:] = torch.minimum(w[-ramp:], r.flip(0))
+    return w
+
+
+def _pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pad ``(B, C, H, W)`` at the bottom/right to ``(height, width)`` by mirror reflection (repeated when the
+    padding exceeds the image; 1-pixel sides are replicated)."""
+    while x.shape[-2] < height or x.shape[-1] < width:
+        h, w = x.shape[-2:]
+        ph = min(height - h, h - 1)
+        pw = min(width - w, w - 1)
+        if ph <= 0 and height > h or pw <= 0 and width > w:
+            return F.pad(x, (0, width - w, 0, height - h), mode="replicate")
+        x = F.pad(x, (0, max(pw, 0), 0, max(ph, 0)), mode="reflect")
+    return x
+
+
+def _check_sources(a: torch.Tensor, b: torch.Tensor) -> None:
+    for label, x in (("a", a), ("b", b)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+            raise InputError(f"fuse_tensors: source {label} must be a tensor (B, 3, H, W) in [0, 1], "
+                             f"got {tuple(getattr(x, 'shape', ()))}")
+        if not x.is_floating_point():
+            raise InputError(f"fuse_tensors: source {label} must be float in [0, 1], got {x.dtype}")
+    if a.shape != b.shape:
+        raise InputError(f"fuse_tensors: sources differ in size, a {tuple(a.shape)} vs b {tuple(b.shape)}")
+    if a.shape[-1] < 1 or a.shape[-2] < 1 or a.shape[0] < 1:
+        raise InputError(f"fuse_tensors: empty input {tuple(a.shape)}")
+
+
+class _Runner:
+    """Runs crops through the model ``batch_size`` at a time, in eval mode, without gradients, under autocast."""
+
+    def __init__(self, model: TCMoA, task: int, batch_size: int, amp_dtype: torch.dtype | None,
+                 progress: bool) -> None:
+        self.model = model
+        self.task = task
+        self.batch_size = batch_size
+        self.amp_dtype = amp_dtype
+        self.progress = progress
+
+    def run(self, crops_a: list[torch.Tensor], crops_b: list[torch.Tensor]) -> list[torch.Tensor]:
+        outs: list[torch.Tensor] = []
+        starts = range(0, len(crops_a), self.batch_size)
+        if self.progress and len(crops_a) > self.batch_size:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="TC-MoA", unit="batch", leave=False)
+        for i in starts:
+            xa = torch.stack(crops_a[i : i + self.batch_size])
+            xb = torch.stack(crops_b[i : i + self.batch_size])
+            with torch.autocast(xa.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                                enabled=self.amp_dtype is not None):
+                out = self.model(xa, xb, self.task)
+            outs.extend(out.float().unbind(0))
+        return outs
+
+
+def fuse_tensors(model: TCMoA, a: torch.Tensor, b: torch.Tensor, task: str | int = "vif", *,
+                 compat: Compat = "default", tile: int = 448, overlap: int = 112, batch_size: int = 4,
+                 amp_dtype: str | torch.dtype | None = None, progress: bool = False) -> torch.Tensor:
+    """Fuse RGB sources of any size.
+
+    Args:
+        model: a :class:`TCMoA` (switched to eval mode for the call, then restored).
+        a, b: ``(B, 3, H, W)`` RGB in [0, 1] (float, on the model's device); ImageNet normalisation is done here.
+        task: ``'vif'``, ``'mef'``, ``'mff'`` or an index.
+        compat: ``"default"`` (padding / feathered overlapping tiles) or ``"official"`` (the official resizing and
+            end-anchored overwriting tiles); see the module docstring.
+        tile: tile side in pixels, a multiple of 112 (official: 448).
+        overlap: tile overlap for ``compat="default"`` (``0 <= overlap < tile``).
+        batch_size: tiles (or images) per model call; bounds the memory.
+        amp_dtype: ``None`` (float32, exact), ``"bf16"`` or ``"fp16"`` autocast (the adapters stay float32).
+        progress: show a tqdm bar over the model calls.
+
+    Returns:
+        The fused images ``(B, 3, H, W)`` float32 in [0, 1].
+    """
+    _check_sources(a, b)
+    if compat not in ("default", "official"):
+        raise ConfigError(f"compat={compat!r}: expected 'default' or 'official'")
+    m = model.config.input_multiple
+    if tile <= 0 or tile % m:
+        raise ConfigError(f"tile={tile}: must be a positive multiple of {m}")
+    if not 0 <= overlap < tile:
+        raise ConfigError(f"overlap={overlap}: must lie in [0, tile)")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}: must be >= 1")
+    task_idx = model.config.task_index(task)
+    runner = _Runner(model, task_idx, batch_size, resolve_amp_dtype(amp_dtype), progress)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            xa = normalize(a.float())
+            xb = normalize(b.float())
+            if compat == "official":
+                return _fuse_official(runner, xa, xb, tile, m)
+            return _fuse_default(runner, xa, xb, tile, overlap, m)
+    finally:
+        model.train(was_training)
+
+
+def _fuse_official(runner: _Runner, xa: torch.Tensor, xb: torch.Tensor, tile: int, m: int) -> torch.Tensor:
+    n, _, h, w = xa.shape
+    if h > tile and w > tile:
+        boxes = [(y, x) for y in official_tile_starts(h, tile) for x in official_tile_starts(w, tile)]
+        jobs = [(i, y, x) for i in range(n) for (y, x) in boxes]
+        outs = runner.run([xa[i, :, y : y + tile, x : x + tile] for i, y, x in jobs],
+                          [xb[i, :, y : y + tile, x : x + tile] for i, y, x in jobs])
+        fused = xa.new_zeros((n, 3, h, w))
+        for (i, y, x), out in zip(jobs, outs):
+            fused[i, :, y : y + tile, x : x + tile] = out  # later tiles overwrite, as the official paste
+        return fused
+    hr, wr = math.ceil(h / m) * m, math.ceil(w / m) * m
+    if (hr, wr) != (h, w):
+        xa = F.interpolate(xa, size=(hr, wr), mode="bilinear", align_corners=False, antialias=False)
+        xb = F.interpolate(xb, size=(hr, wr), mode="bilinear", align_corners=False, antialias=False)
+    fused = torch.stack(runner.run(list(xa.unbind(0)), list(xb.unbind(0))))
+    if (hr, wr) != (h, w):
+        fused = F.interpolate(fused, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
+    return fused
+
+
+def _fuse_default(runner: _Runner, xa: torch.Tensor, xb: torch.Tensor, tile: int, overlap: int,
+                  m: int) -> torch.Tensor:
+    n, _, h, w = xa.shape
+    if max(h, w) <= tile:
+        side = math.ceil(max(h, w) / m) * m
+        pa, pb = _pad_to(xa, side, side), _pad_to(xb, side, side)
+        fused = torch.stack(runner.run(list(pa.unbind(0)), list(pb.unbind(0))))
+        return fused[:, :, :h, :w].contiguous()
+    hp, wp = max(h, tile), max(w, tile)
+    pa, pb = _pad_to(xa, hp, wp), _pad_to(xb, hp, wp)
+    ys, xs = overlap_tile_starts(hp, tile, overlap), overlap_tile_starts(wp, tile, overlap)
+    jobs = [(i, y, x) for i in range(n) for y in ys for x in xs]
+    acc = xa.new_zeros((n, 3, hp, wp))
+    wsum = xa.new_zeros((n, 1, hp, wp))
+    # feed the tiles in chunks so that only batch_size crops (plus the accumulator) are alive at once
+    for c0 in range(0, len(jobs), runner.batch_size * 4):
+        chunk = jobs[c0 : c0 + runner.batch_size * 4]
+        outs = runner.run([pa[i, :, y : y + tile, x : x + tile] for i, y, x in chunk],
+                          [pb[i, :, y : y + tile, x : x + tile] for i, y, x in chunk])
+        for (i, y, x), out in zip(chunk, outs):
+            wt = _feather(tile, y, hp, overlap, xa.device)[:, None] * _feather(tile, x, wp, overlap, xa.device)[None]
+            acc[i, :, y : y + tile, x : x + tile] += out * wt
+            wsum[i, :, y : y + tile, x : x + tile] += wt
+    return (acc / wsum)[:, :, :h, :w].clamp_(0.0, 1.0).contiguous()
+
+
+def bytescale(img: np.ndarray) -> np.ndarray:
+    """scipy 1.2's ``bytescale`` used by the official ``imsave``: a global min-max stretch of a float image to
+    ``uint8`` (``floor((v - min)·255/(max - min) + 0.5)``, a constant image maps through range 1)."""
+    data = np.asarray(img, dtype=np.float32)
+    cmin, cmax = data.min(), data.max()
+    scale = cmax - cmin
+    if scale == 0:
+        scale = 1
+    scaled = (data - cmin) * np.float32(255.0 / scale)
+    return (scaled.clip(0, 255) + np.float32(0.5)).astype(np.uint8)
+
+
+def fuse_arrays(model: TCMoA, a: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray],
+                task: str | int = "vif", *, compat: Compat = "default", stretch: bool | None = None,
+                device: str | torch.device | None = None, **kwargs) -> np.ndarray:
+    """uint8 convenience around :func:`fuse_tensors`.
+
+    Args:
+        a, b: ``uint8`` RGB ``(H, W, 3)`` or a batch ``(N, H, W, 3)`` (sources of one pair must match in size).
+        stretch: apply the official min-max ``bytescale`` to each output (default: only for ``compat="official"``,
+            whose saved files are stretched); otherwise outputs are rounded from [0, 1].
+        device: where to run (default: the model's device).
+        **kwargs: forwarded to :func:`fuse_tensors` (``tile``, ``overlap``, ``batch_size``, ``amp_dtype``, …).
+
+    Returns:
+        ``uint8`` RGB of the same shape as ``a``.
+    """
+    arr_a, arr_b = np.asarray(a), np.asarray(b)
+    single = arr_a.ndim == 3
+    for label, arr in (("a", arr_a), ("b", arr_b)):
+        if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
+            raise InputError(f"fuse_arrays: source {label} must be uint8 (H, W, 3) or (N, H, W, 3), "
+                             f"got {arr.shape} {arr.dtype}")
+    if arr_a.shape != arr_b.shape:
+        raise InputError(f"fuse_arrays: sources differ in size, a {arr_a.shape} vs b {arr_b.shape}")
+    if single:
+        arr_a, arr_b = arr_a[None], arr_b[None]
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    ta = torch.from_numpy(np.ascontiguousarray(arr_a)).to(dev).permute(0, 3, 1, 2).float() / 255.0
+    tb = torch.from_numpy(np.ascontiguousarray(arr_b)).to(dev).permute(0, 3, 1, 2).float() / 255.0
+    fused = fuse_tensors(model, ta, tb, task, compat=compat, **kwargs)
+    out = fused.permute(0, 2, 3, 1).cpu().numpy()
+    if stretch if stretch is not None else compat == "official":
+        result = np.stack([bytescale(img) for img in out])
+    else:
+        result = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    return result[0] if single else result

@@ -1,0 +1,189 @@
+"""Any-size inference: padding, official resizing, tiles (official overwrite and feathered), batching, uint8 API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fusion.errors import ConfigError, InputError
+from fusion.models import TCMoAConfig, bytescale, create_model, fuse_arrays, fuse_tensors
+from fusion.models.inference import official_tile_starts, overlap_tile_starts
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+class Recorder(torch.nn.Module):
+    """Stands in for TC-MoA: returns source a de-normalised (an identity on [0,1]) plus 0.1·b's red channel,
+    and records the input shapes of every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = TCMoAConfig(name="tcmoa_tiny", embed_dim=192, num_heads=3, decoder_embed_dim=128,
+                                  decoder_num_heads=4)
+        self.calls: list[tuple[int, ...]] = []
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, a, b, task=0, return_aux=False):
+        assert not self.training
+        assert a.shape[-1] % 112 == 0 and a.shape[-2] % 112 == 0
+        self.calls.append(tuple(a.shape))
+        return a * STD + MEAN + 0.0 * b
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = create_model("tcmoa_tiny", depth=4, decoder_depth=4)
+    with torch.no_grad():
+        for mod in model.modules():
+            if hasattr(mod, "w_gate"):
+                mod.w_gate.normal_()
+    return model.eval()
+
+
+def test_tile_starts():
+    assert official_tile_starts(900, 448) == [0, 448, 452]
+    assert official_tile_starts(896, 448) == [0, 448]
+    assert official_tile_starts(449, 448) == [0, 1]
+    assert overlap_tile_starts(448, 448, 112) == [0]
+    assert overlap_tile_starts(1000, 448, 112) == [0, 336, 552]
+    assert overlap_tile_starts(500, 448, 112) == [0, 52]
+
+
+@pytest.mark.parametrize("size", [(37, 61), (112, 112), (130, 250), (250, 130), (300, 465)])
+@pytest.mark.parametrize("compat", ["default", "official"])
+def test_identity_model_is_reproduced_through_padding_and_tiles(size, compat):
+    rec = Recorder()
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, *size, generator=gen)
+    b = torch.rand(2, 3, *size, generator=gen)
+    out = fuse_tensors(rec, a, b, "vif", compat=compat, tile=224, overlap=48, batch_size=3)
+    assert out.shape == a.shape and out.dtype == torch.float32
+    if compat == "default" or (size[0] > 224 and size[1] > 224) or size == (112, 112):
+        # padding/cropping and tiles/blending are exact: nothing is resampled
+        assert torch.allclose(out, a, atol=1e-6)
+    else:
+        assert (out - a).abs().max() > 1e-3  # resampled up and down (official small-image path)
+    assert all(c[0] <= 3 for c in rec.calls)
+    if compat == "default":  # memory bound by tile and batch (the official path resizes whole images when a side fits)
+        assert all(c[-2] <= 224 and c[-1] <= 224 for c in rec.calls)
+
+
+def test_default_small_images_are_padded_to_a_square():
+    rec = Recorder()
+    fuse_tensors(rec, torch.rand(1, 3, 100, 150), torch.rand(1, 3, 100, 150), tile=448)
+    assert rec.calls == [(1, 3, 224, 224)]
+    rec.calls.clear()
+    fuse_tensors(rec, torch.rand(1, 3, 100, 150), torch.rand(1, 3, 100, 150), compat="official")
+    assert rec.calls == [(1, 3, 112, 224)]
+
+
+def test_official_tiles_overwrite_in_order():
+    class Constant(Recorder):
+        """Each call returns a constant image holding its call number."""
+
+        def forward(self, a, b, task=0, return_aux=False):
+            self.calls.append(tuple(a.shape))
+            n = len(self.calls)
+            return torch.full_like(a, float(n)) + torch.arange(a.shape[0]).view(-1, 1, 1, 1) * 0.1
+
+    rec = Constant()
+    out = fuse_tensors(rec, torch.rand(1, 3, 250, 300), torch.rand(1, 3, 250, 300), compat="official", tile=224,
+                       batch_size=1)
+    # rows start at 0, 26; columns at 0, 76; tiles row-major, later ones win
+    assert len(rec.calls) == 4
+    assert out[0, 0, 0, 0] == 1 and out[0, 0, 0, 299] == 2 and out[0, 0, 249, 0] == 3 and out[0, 0, 249, 299] == 4
+    assert out[0, 0, 100, 100] == 4  # the overlap of all four tiles belongs to the last one
+
+
+def test_official_small_image_path_equals_manual_resizing(tiny):
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.rand(1, 3, 100, 150, generator=gen), torch.rand(1, 3, 100, 150, generator=gen)
+    got = fuse_tensors(tiny, a, b, "mef", compat="official")
+    na, nb = (a - MEAN) / STD, (b - MEAN) / STD
+    up = dict(size=(112, 224), mode="bilinear", align_corners=False, antialias=False)
+    with torch.no_grad():
+        want = tiny(F.interpolate(na, **up), F.interpolate(nb, **up), 1)
+    want = F.interpolate(want, size=(100, 150), mode="bilinear", align_corners=False, antialias=False)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_default_small_image_equals_manual_padding(tiny):
+    gen = torch.Generator().manual_seed(2)
+    a, b = torch.rand(1, 3, 100, 150, generator=gen), torch.rand(1, 3, 100, 150, generator=gen)
+    got = fuse_tensors(tiny, a, b, 2)
+    # 100 -> 224 rows needs more than one reflection: 99 rows, then 25 more from the reflected image
+    na = F.pad(F.pad((a - MEAN) / STD, (0, 74, 0, 99), mode="reflect"), (0, 0, 0, 25), mode="reflect")
+    nb = F.pad(F.pad((b - MEAN) / STD, (0, 74, 0, 99), mode="reflect"), (0, 0, 0, 25), mode="reflect")
+    with torch.no_grad():
+        want = tiny(na, nb, 2)[..., :100, :150]
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_batches_and_chunks_do_not_change_results(tiny):
+    gen = torch.Generator().manual_seed(3)
+    a, b = torch.rand(2, 3, 120, 130, generator=gen), torch.rand(2, 3, 120, 130, generator=gen)
+    one = fuse_tensors(tiny, a, b, 0, tile=112, overlap=32, batch_size=1)
+    many = fuse_tensors(tiny, a, b, 0, tile=112, overlap=32, batch_size=8)
+    assert torch.allclose(one, many, atol=1e-5)
+    single = fuse_tensors(tiny, a[1:2], b[1:2], 0, tile=112, overlap=32)
+    assert torch.allclose(single, one[1:2], atol=1e-5)
+    assert 0 <= one.min() and one.max() <= 1
+
+
+def test_amp_bf16_runs_close_to_fp32(tiny):
+    gen = torch.Generator().manual_seed(4)
+    a, b = torch.rand(1, 3, 112, 112, generator=gen), torch.rand(1, 3, 112, 112, generator=gen)
+    exact = fuse_tensors(tiny, a, b, 0)
+    fast = fuse_tensors(tiny, a, b, 0, amp_dtype="bf16")
+    assert fast.dtype == torch.float32
+    assert (exact - fast).abs().mean() < 0.02
+
+
+def test_mode_is_restored_and_errors():
+    rec = Recorder()
+    rec.train()
+    rec.forward = lambda a, b, task=0, return_aux=False: a * STD + MEAN  # no eval assertion here
+    fuse_tensors(rec, torch.rand(1, 3, 50, 50), torch.rand(1, 3, 50, 50))
+    assert rec.training
+    rec = Recorder()
+    with pytest.raises(InputError, match="differ in size"):
+        fuse_tensors(rec, torch.rand(1, 3, 50, 50), torch.rand(1, 3, 50, 60))
+    with pytest.raises(InputError, match=r"\(B, 3, H, W\)"):
+        fuse_tensors(rec, torch.rand(3, 50, 50), torch.rand(3, 50, 50))
+    with pytest.raises(ConfigError, match="tile"):
+        fuse_tensors(rec, torch.rand(1, 3, 50, 50), torch.rand(1, 3, 50, 50), tile=400)
+    with pytest.raises(ConfigError, match="compat"):
+        fuse_tensors(rec, torch.rand(1, 3, 50, 50), torch.rand(1, 3, 50, 50), compat="fast")
+    with pytest.raises(ConfigError, match="amp_dtype"):
+        fuse_tensors(rec, torch.rand(1, 3, 50, 50), torch.rand(1, 3, 50, 50), amp_dtype="int8")
+    with pytest.raises(InputError, match="unknown task"):
+        fuse_tensors(rec, torch.rand(1, 3, 50, 50), torch.rand(1, 3, 50, 50), task="fmf")
+
+
+def test_bytescale_is_the_official_min_max_stretch():
+    img = np.array([[[0.25, 0.5, 0.75]]], dtype=np.float32)
+    assert bytescale(img).tolist() == [[[0, 128, 255]]]
+    assert bytescale(np.full((2, 2, 3), 0.4, dtype=np.float32)).max() == 0  # constant: range treated as 1
+
+
+def test_fuse_arrays_uint8(tiny):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    out = fuse_arrays(tiny, a, b, "vif")
+    assert out.shape == a.shape and out.dtype == np.uint8
+    ref = fuse_tensors(tiny, torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255,
+                       torch.from_numpy(b).permute(2, 0, 1)[None].float() / 255, "vif")
+    assert np.array_equal(out, np.rint(ref[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    batch = fuse_arrays(tiny, np.stack([a, a]), np.stack([b, b]), "vif")
+    assert batch.shape == (2, 40, 70, 3) and np.array_equal(batch[1], out)
+    official = fuse_arrays(tiny, a, b, "vif", compat="official")
+    assert official.min() == 0 and official.max() == 255  # stretched like the official imsave
+    with pytest.raises(InputError):
+        fuse_arrays(tiny, a, b[:30])
+    with pytest.raises(InputError):
+        fuse_arrays(tiny, a.astype(np.float32), b)
