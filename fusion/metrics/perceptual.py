@@ -1,0 +1,314 @@
+"""Human-perception metrics: VIF (multi-scale pixel domain), Qcb (Chen-Blum) and Qcv (Chen-Varshney)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from fusion.metrics._ops import block_reduce, fft_filter, filter2, flat, freqspace, fspecial_gaussian, matlab_round
+
+__all__ = ["vif_pixel", "viff", "qcb", "qcv", "normalize1", "phase_congruency", "qp"]
+
+
+def _vif_scales(ref: torch.Tensor, dist: torch.Tensor, sigma_nsq: float, saturate_uint8: bool):
+    """Yield ``(g, info_with_distortion, info_reference)`` maps for the 4 scales of the pixel-domain VIF."""
+    eps = 1e-10
+    for scale in range(1, 5):
+        n = 2 ** (4 - scale + 1) + 1
+        win = fspecial_gaussian(n, n / 5.0)
+        if scale > 1:
+            ref = filter2(win, ref, "valid")[:, ::2, ::2]
+            dist = filter2(win, dist, "valid")[:, ::2, ::2]
+        rr, dd, rd = ref * ref, dist * dist, ref * dist
+        if saturate_uint8 and scale == 1:
+            rr, dd, rd = rr.clamp(max=255), dd.clamp(max=255), rd.clamp(max=255)
+        mu1 = filter2(win, ref, "valid")
+        mu2 = filter2(win, dist, "valid")
+        s1 = filter2(win, rr, "valid") - mu1 * mu1
+        s2 = filter2(win, dd, "valid") - mu2 * mu2
+        s12 = filter2(win, rd, "valid") - mu1 * mu2
+        s1 = s1.clamp(min=0)
+        s2 = s2.clamp(min=0)
+        g = s12 / (s1 + eps)
+        sv = s2 - g * s12
+        low1 = s1 < eps
+        g = torch.where(low1, torch.zeros_like(g), g)
+        sv = torch.where(low1, s2, sv)
+        s1 = torch.where(low1, torch.zeros_like(s1), s1)
+        low2 = s2 < eps
+        g = torch.where(low2, torch.zeros_like(g), g)
+        sv = torch.where(low2, torch.zeros_like(sv), sv)
+        neg = g < 0
+        sv = torch.where(neg, s2, sv)
+        g = torch.where(neg, torch.zeros_like(g), g)
+        sv = torch.where(sv <= eps, torch.full_like(sv, eps), sv)
+        yield g, torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq)
+
+
+def vif_pixel(
+    ref: torch.Tensor, dist: torch.Tensor, *, sigma_nsq: float = 2.0, saturate_uint8: bool = False
+) -> torch.Tensor:
+    r"""Multi-scale pixel-domain VIF of Sheikh & Bovik (``vifp_mscale.m``), one reference against the fused image.
+
+    Four scales; at scale :math:`s` a Gaussian window of size :math:`N = 2^{5-s} + 1`, :math:`\sigma = N/5` gives
+    local statistics (``filter2 'valid'``), and scales > 1 are low-passed and decimated by 2. With
+    :math:`g = \sigma_{12}/\sigma_1^2` and :math:`\sigma_v^2 = \sigma_2^2 - g\sigma_{12}`:
+    :math:`VIF = \sum \log_{10}(1 + g^2 \sigma_1^2 / (\sigma_v^2 + \sigma_n^2))
+    / \sum \log_{10}(1 + \sigma_1^2/\sigma_n^2)`.
+
+    Args:
+        ref, dist: (B, H, W) on [0, 255].
+        sigma_nsq: HVS noise variance :math:`\sigma_n^2`.
+        saturate_uint8: reproduce the legacy MATLAB call on ``uint8`` images, where ``ref.*ref``, ``dist.*dist`` and
+            ``ref.*dist`` of the first scale saturate at 255 (later scales are filtered doubles).
+    """
+    num = torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)
+    den = torch.zeros_like(num)
+    for _, vid, vind in _vif_scales(ref, dist, sigma_nsq, saturate_uint8):
+        num = num + vid.sum(dim=(1, 2))
+        den = den + vind.sum(dim=(1, 2))
+    return num / den
+
+
+def viff(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+    r"""VIFF of Han, Cai, Cao & Xu (Information Fusion 2013), as in MEFB ``metricsVIF``.
+
+    Per scale, the VIF maps of both sources against :math:`F` (noise variance :math:`0.005 \cdot 255^2`) are merged
+    by taking, at each position, the source with the smaller gain :math:`g`; the scale's score is
+    :math:`\sum (VID + C) / \sum (VIND + C)` (:math:`C = 10^{-7}`), and the four scales are weighted by
+    :math:`(1, 0, 0.15, 1)/2.15`.
+    """
+    sq = 0.005 * 255 * 255
+    weights = (1 / 2.15, 0.0, 0.15 / 2.15, 1 / 2.15)
+    out = torch.zeros(a.shape[0], dtype=torch.float64, device=a.device)
+    for (g1, z1, m1), (g2, z2, m2), w in zip(
+        _vif_scales(a, fused, sq, False), _vif_scales(b, fused, sq, False), weights, strict=True
+    ):
+        pick1 = g1 < g2
+        vid = (torch.where(pick1, z1, z2) + 1e-7).sum(dim=(1, 2))
+        vind = (torch.where(pick1, m1, m2) + 1e-7).sum(dim=(1, 2))
+        out = out + w * (vid / vind)
+    return out
+
+
+def normalize1(x: torch.Tensor) -> torch.Tensor:
+    """Z. Liu's ``normalize1``: min-max scale to 0..255 and round (half away); all-zero images are left alone."""
+    lo = flat(x).min(dim=1).values[:, None, None]
+    hi = flat(x).max(dim=1).values[:, None, None]
+    keep = (hi == 0) & (lo == 0)
+    scaled = matlab_round((x - lo) / (hi - lo) * 255)
+    return torch.where(keep, x, scaled)
+
+
+def _gaussian2d(sigma: float) -> np.ndarray:
+    y, x = np.mgrid[-15:16, -15:16].astype(np.float64)
+    return np.exp(-(x * x + y * y) / (2 * sigma * sigma)) / (2 * math.pi * sigma * sigma)
+
+
+def qcb(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+    r"""Qcb, Chen-Blum contrast-preservation metric (Z. Liu's ``metricChenBlum.m`` as used by VIFB/MEFB).
+
+    Images are normalised to 0..255 (:func:`normalize1`), filtered by the contrast sensitivity function
+    :math:`S(r) = e^{-(r/f_0)^2} - a\,e^{-(r/f_1)^2}` (:math:`f_0 = 15.387, f_1 = 1.3456, a = 0.7622`, frequencies
+    scaled by size/30); local contrast :math:`C = |G_2 \star I' / G_4 \star I' - 1|` (31x31 Gaussians of sigma 2
+    and 4), masked :math:`C' = C^3/(C^2 + 10^{-4})`; preservation :math:`Q_{AF} = \min(C'_A, C'_F)/\max(C'_A, C'_F)`;
+    :math:`Q_{cb} = \overline{\lambda_A Q_{AF} + \lambda_B Q_{BF}}` with :math:`\lambda_A = C_A'^2/(C_A'^2 + C_B'^2)`.
+    """
+    h, w = a.shape[1:]
+    u, v = freqspace(h, w, a)
+    r = torch.sqrt((u * (w / 30.0)) ** 2 + (v * (h / 30.0)) ** 2)
+    sd = torch.exp(-((r / 15.3870) ** 2)) - 0.7622 * torch.exp(-((r / 1.3456) ** 2))
+    g1 = _gaussian2d(2.0)
+    g2 = _gaussian2d(4.0)
+
+    def masked_contrast(x: torch.Tensor) -> torch.Tensor:
+        y = fft_filter(normalize1(x), sd)
+        c = torch.abs(filter2(g1, y, "same") / filter2(g2, y, "same") - 1)
+        return c**3 / (c**2 + 0.0001)
+
+    ca, cb, cf = masked_contrast(a), masked_contrast(b), masked_contrast(fused)
+
+    def pres(c: torch.Tensor) -> torch.Tensor:
+        # The reference blends both ratios with a 0/1 mask, so 0/0 and x/0 propagate NaN exactly as it does.
+        mask = (c < cf).to(c.dtype)
+        return (c / cf) * mask + (cf / c) * (1 - mask)
+
+    lam_a = ca * ca / (ca * ca + cb * cb)
+    lam_b = cb * cb / (ca * ca + cb * cb)
+    return (lam_a * pres(ca) + lam_b * pres(cb)).mean(dim=(1, 2))
+
+
+_FLT1 = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+_FLT2 = np.array([[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]])
+
+
+def qcv(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, *, window: int = 16, alpha: float = 5.0) -> torch.Tensor:
+    r"""Qcv, Chen-Varshney regional quality (Z. Liu's ``metricChen.m`` as used by VIFB/MEFB). Lower is better.
+
+    Images normalised to 0..255; region saliency :math:`\lambda = \sum_{block} g^\alpha` of the Sobel magnitude over
+    ``window`` x ``window`` blocks; the differences :math:`A - F`, :math:`B - F` are filtered by the Mannos-Sakrison
+    CSF (frequencies scaled by size/8) and :math:`D = \overline{(\cdot)^2}` per block (partial blocks zero-padded);
+    :math:`Q_{cv} = \sum (\lambda_A D_A + \lambda_B D_B) / \sum (\lambda_A + \lambda_B)`.
+    """
+    a, b, fused = normalize1(a), normalize1(b), normalize1(fused)
+
+    def saliency(x: torch.Tensor) -> torch.Tensor:
+        gx = filter2(_FLT1, x, "same")
+        gy = filter2(_FLT2, x, "same")
+        return block_reduce(torch.sqrt(gx * gx + gy * gy) ** alpha, window, "sum")
+
+    lam_a, lam_b = saliency(a), saliency(b)
+    h, w = a.shape[1:]
+    u, v = freqspace(h, w, a)
+    r = torch.sqrt((u * (w / 8.0)) ** 2 + (v * (h / 8.0)) ** 2)
+    theta_m = 2.6 * (0.0192 + 0.144 * r) * torch.exp(-((0.144 * r) ** 1.1))
+    da = block_reduce(fft_filter(a - fused, theta_m) ** 2, window, "mean")
+    db = block_reduce(fft_filter(b - fused, theta_m) ** 2, window, "mean")
+    return (lam_a * da + lam_b * db).sum(dim=(1, 2)) / (lam_a + lam_b).sum(dim=(1, 2))
+
+
+def phase_congruency(
+    im: torch.Tensor,
+    *,
+    nscale: int = 4,
+    norient: int = 6,
+    min_wavelength: float = 3.0,
+    mult: float = 2.1,
+    sigma_onf: float = 0.55,
+    dtheta_on_sigma: float = 1.2,
+    k: float = 2.0,
+    cut_off: float = 0.5,
+    g: float = 10.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Kovesi's phase congruency as revised by Z. Liu (``myphasecong3.m``): ``(pc, M, m)`` for a batch (B, H, W).
+
+    ``pc`` is the total weighted phase congruency, ``M``/``m`` the maximum/minimum moments of the phase-congruency
+    covariance (edge and corner strength). Log-Gabor filters (``nscale`` scales, ``norient`` orientations) are
+    applied in the Fourier domain with Kovesi's noise compensation (median-based, ``k`` standard deviations).
+    """
+    eps = 1e-4
+    b, rows, cols = im.shape
+    dev, dt = im.device, torch.float64
+    theta_sigma = math.pi / norient / dtheta_on_sigma
+    imagefft = torch.fft.fft2(im)
+
+    def axis_range(n: int) -> torch.Tensor:
+        if n % 2:
+            return torch.arange(-(n - 1) / 2, (n - 1) / 2 + 1, dtype=dt, device=dev) / (n - 1)
+        return torch.arange(-n / 2, n / 2, dtype=dt, device=dev) / n
+
+    y, x = torch.meshgrid(axis_range(rows), axis_range(cols), indexing="ij")
+    radius = torch.sqrt(x * x + y * y)
+    radius[rows // 2, cols // 2] = 1.0
+    theta = torch.atan2(-y, x)
+    radius = torch.fft.ifftshift(radius)
+    theta = torch.fft.ifftshift(theta)
+    sintheta, costheta = torch.sin(theta), torch.cos(theta)
+    # lowpassfilter([rows cols], .45, 15): radius grid centred at fix(n/2)+1 with /n for both parities.
+    lx = (torch.arange(1, cols + 1, dtype=dt, device=dev) - (cols // 2 + 1)) / cols
+    ly = (torch.arange(1, rows + 1, dtype=dt, device=dev) - (rows // 2 + 1)) / rows
+    lyy, lxx = torch.meshgrid(ly, lx, indexing="ij")
+    lp = torch.fft.fftshift(1.0 / (1.0 + (torch.sqrt(lxx * lxx + lyy * lyy) / 0.45) ** 30))
+    log_gabor = []
+    for s in range(nscale):
+        fo = 1.0 / (min_wavelength * mult**s)
+        lg = torch.exp(-(torch.log(radius / fo) ** 2) / (2 * math.log(sigma_onf) ** 2)) * lp
+        lg[0, 0] = 0
+        log_gabor.append(lg)
+    zero = torch.zeros((b, rows, cols), dtype=dt, device=dev)
+    total_energy, total_sum_an = zero.clone(), zero.clone()
+    covx2, covy2, covxy = zero.clone(), zero.clone(), zero.clone()
+    for o in range(norient):
+        angl = o * math.pi / norient
+        ds = sintheta * math.cos(angl) - costheta * math.sin(angl)
+        dc = costheta * math.cos(angl) + sintheta * math.sin(angl)
+        spread = torch.exp(-(torch.abs(torch.atan2(ds, dc)) ** 2) / (2 * theta_sigma**2))
+        sum_e, sum_o, sum_an, energy = zero.clone(), zero.clone(), zero.clone(), zero.clone()
+        eo_list, ifft_filters = [], []
+        em_n = None
+        max_an = None
+        for s in range(nscale):
+            filt = log_gabor[s] * spread
+            ifft_filters.append(torch.fft.ifft2(filt).real * math.sqrt(rows * cols))
+            eo = torch.fft.ifft2(imagefft * filt)
+            eo_list.append(eo)
+            an = torch.abs(eo)
+            sum_an = sum_an + an
+            sum_e = sum_e + eo.real
+            sum_o = sum_o + eo.imag
+            if s == 0:
+                em_n = (filt * filt).sum()
+                max_an = an
+            else:
+                max_an = torch.maximum(max_an, an)
+        x_energy = torch.sqrt(sum_e * sum_e + sum_o * sum_o) + eps
+        mean_e, mean_o = sum_e / x_energy, sum_o / x_energy
+        for eo in eo_list:
+            e, od = eo.real, eo.imag
+            energy = energy + e * mean_e + od * mean_o - torch.abs(e * mean_o - od * mean_e)
+        e2 = (torch.abs(eo_list[0]) ** 2).reshape(b, -1)
+        srt = torch.sort(e2, dim=1).values
+        n = srt.shape[1]
+        median = srt[:, (n - 1) // 2] if n % 2 else (srt[:, n // 2 - 1] + srt[:, n // 2]) / 2
+        mean_e2n = -median / math.log(0.5)
+        noise_power = mean_e2n / em_n
+        est_sum_an2 = sum((f * f).sum() for f in ifft_filters)
+        est_sum_aiaj = sum(
+            (ifft_filters[i] * ifft_filters[j]).sum() for i in range(nscale - 1) for j in range(i + 1, nscale)
+        )
+        est_noise_energy2 = 2 * noise_power * est_sum_an2 + 4 * noise_power * est_sum_aiaj
+        tau = torch.sqrt(est_noise_energy2 / 2)
+        t = (tau * math.sqrt(math.pi / 2) + k * torch.sqrt((2 - math.pi / 2) * tau * tau)) / 1.7
+        energy = torch.clamp(energy - t[:, None, None], min=0)
+        width = sum_an / (max_an + eps) / nscale
+        weight = 1.0 / (1 + torch.exp((cut_off - width) * g))
+        total_sum_an = total_sum_an + sum_an
+        total_energy = total_energy + weight * energy
+        pc_o = weight * energy / sum_an
+        covx = pc_o * math.cos(angl)
+        covy = pc_o * math.sin(angl)
+        covx2 = covx2 + covx * covx
+        covy2 = covy2 + covy * covy
+        covxy = covxy + covx * covy
+    pc = total_energy / (total_sum_an + eps)
+    covx2 = covx2 / (norient / 2)
+    covy2 = covy2 / (norient / 2)
+    covxy = covxy / norient
+    denom = torch.sqrt(covxy * covxy + (covx2 - covy2) ** 2) + eps
+    return pc, (covy2 + covx2 + denom) / 2, (covy2 + covx2 - denom) / 2
+
+
+def qp(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, *, threshold: float = 0.1) -> torch.Tensor:
+    r"""QP, Zhao, Laganière & Liu's phase-congruency metric (Z. Liu's ``metricZhao.m``, MEFB ``metricsQp``).
+
+    From phase congruency :math:`P` and its maximum/minimum moments :math:`M`, :math:`m` of A, B, F and the
+    pixel-wise "max" source (the one with larger :math:`P`), each feature gets
+    :math:`\max_{X \in \{A, B, \max\}} (\sigma_{XF} + C)/(\sqrt{|\sigma_X^2 \sigma_F^2|} + C)` over pixels where
+    :math:`P_X > 0.1` (Gaussian 11x11 window, ``filter2 'same'``, :math:`C = 10^{-4}`), averaged over the
+    :math:`P_{\max} > 0.1` area; :math:`Q_P = P_p P_M P_m`.
+    """
+    pc1, big1, small1 = phase_congruency(a)
+    pc2, big2, small2 = phase_congruency(b)
+    pcf, bigf, smallf = phase_congruency(fused)
+    mask = pc1 > pc2
+    masks = (pc1 > threshold, pc2 > threshold, torch.where(mask, pc1, pc2) > threshold)
+    win = fspecial_gaussian(11, 1.5)
+    cst = 1e-4
+
+    def corr(x1: torch.Tensor, x2: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
+        xmax = torch.where(mask, x1, x2)
+        muf = filter2(win, xf, "same")
+        sf = filter2(win, xf * xf, "same") - muf * muf
+        best = None
+        for x, m in zip((x1, x2, xmax), masks, strict=True):
+            xm = x * m.to(x.dtype)
+            mu = filter2(win, xm, "same")
+            sx = filter2(win, xm * xm, "same") - mu * mu
+            sxf = filter2(win, xm * xf, "same") - mu * muf
+            r = torch.where(m, (sxf + cst) / (torch.sqrt(torch.abs(sx * sf)) + cst), torch.zeros_like(sx))
+            best = r if best is None else torch.maximum(best, r)
+        return best.sum(dim=(1, 2)) / masks[2].sum(dim=(1, 2))
+
+    return corr(pc1, pc2, pcf) * corr(big1, big2, bigf) * corr(small1, small2, smallf)

@@ -1,0 +1,409 @@
+"""Dataset-level evaluation: pair sources with fused results, score them, and write tables and plots.
+
+Used by ``pipelines/eval_fusion.py``. Outputs (all written atomically, never into an input folder):
+
+* ``metrics_<profile>.csv``: one row per (method, image), columns ``method, image, profile, <metrics...>``;
+  re-running with the same output folder skips the rows already present (resumable);
+* ``summary_<profile>.md``: per-method mean ± std table that names its profile and conventions;
+* ``bar_<profile>.png`` and ``box_<profile>.png``: per-metric bar charts (mean ± std) and box plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fusion.errors import ConfigError, DatasetError, InputError
+from fusion.metrics.evaluate import evaluate_batch
+from fusion.metrics.registry import Profile, get_profile
+from fusion.utils.io import IMAGE_EXTENSIONS, atomic_path, atomic_write_text, is_within, read_image, write_image
+from fusion.utils.logging import get_logger
+
+__all__ = [
+    "FusedSource",
+    "EvalConfig",
+    "pair_sources",
+    "discover_fused",
+    "load_rows",
+    "write_rows",
+    "summarize",
+    "markdown_table",
+    "plot_summary",
+    "run_evaluation",
+]
+
+log = get_logger(__name__)
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    """``{stem: path}`` of the image files directly in ``folder`` (hidden files ignored)."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS:
+            if p.stem in out:
+                raise DatasetError(f"{folder}: two images share the name {p.stem!r} ({out[p.stem].name}, {p.name})")
+            out[p.stem] = p
+    return out
+
+
+def pair_sources(ir_dir: str | Path, vis_dir: str | Path) -> list[tuple[str, Path, Path]]:
+    """Match infrared and visible images by file stem: ``[(stem, ir_path, vis_path)]`` sorted by stem.
+
+    Raises:
+        DatasetError: missing/empty folders or no common stems. Unpaired files are logged and skipped.
+    """
+    ir_dir, vis_dir = Path(ir_dir), Path(vis_dir)
+    for d in (ir_dir, vis_dir):
+        if not d.is_dir():
+            raise DatasetError(f"{d}: not a folder")
+    ir, vis = _images(ir_dir), _images(vis_dir)
+    if not ir or not vis:
+        raise DatasetError(f"{ir_dir if not ir else vis_dir}: no images found")
+    common = sorted(set(ir) & set(vis))
+    if not common:
+        raise DatasetError(f"{ir_dir} and {vis_dir}: no file names in common")
+    lonely = sorted(set(ir) ^ set(vis))
+    if lonely:
+        log.warning("%d source images have no partner and are skipped (e.g. %s)", len(lonely), lonely[0])
+    return [(s, ir[s], vis[s]) for s in common]
+
+
+@dataclass
+class FusedSource:
+    """Where the fused images of one method are: ``files`` maps an image stem to its file."""
+
+    method: str
+    files: dict[str, Path]
+    folder: Path
+
+
+def _pattern_regex(pattern: str, stems: Iterable[str]) -> re.Pattern[str]:
+    """Regex for ``pattern``: ``{image}`` matches one of ``stems`` (longest first), ``{method}`` anything."""
+    if "{image}" not in pattern or "{method}" not in pattern:
+        raise ConfigError(f"--fused-pattern {pattern!r}: must contain {{image}} and {{method}}")
+    alts = "|".join(re.escape(x) for x in sorted(stems, key=len, reverse=True))
+    rx = ""
+    for part in re.split(r"(\{image\}|\{method\})", pattern):
+        if part == "{image}":
+            rx += f"(?P<image>{alts})"
+        elif part == "{method}":
+            rx += r"(?P<method>.+)"
+        else:
+            rx += re.escape(part)
+    return re.compile(rx, re.IGNORECASE)
+
+
+def discover_fused(
+    specs: Sequence[str], image_stems: Iterable[str], pattern: str | None = None
+) -> list[FusedSource]:
+    """Resolve ``--fused`` arguments into methods.
+
+    Each spec is ``NAME=DIR`` (one method), or ``DIR``: with ``pattern`` (e.g. ``{image}_{method}.jpg``, VIFB's
+    naming) the methods are parsed from the file names in ``DIR``; otherwise a folder with method subfolders gives
+    one method per subfolder, and a folder of images is one method named after the folder.
+    """
+    stems = set(image_stems)
+    out: dict[str, FusedSource] = {}
+
+    def add(src: FusedSource) -> None:
+        if src.method in out:
+            raise ConfigError(f"method {src.method!r} given twice (in {out[src.method].folder} and {src.folder})")
+        out[src.method] = src
+
+    rx = _pattern_regex(pattern, stems) if pattern else None
+    by_lower = {s.lower(): s for s in stems}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = "", spec
+        folder = Path(path)
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: fused folder does not exist")
+        if rx is not None:
+            found: dict[str, dict[str, Path]] = {}
+            for p in sorted(folder.iterdir()):
+                m = rx.fullmatch(p.name) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS else None
+                if m:
+                    found.setdefault(m.group("method"), {})[by_lower[m.group("image").lower()]] = p
+            if not found:
+                raise DatasetError(f"{folder}: no file matches {pattern!r} for any source image")
+            for meth, files in sorted(found.items()):
+                add(FusedSource(meth if not name else f"{name}:{meth}", files, folder))
+            continue
+        subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        direct = _images(folder)
+        if name or not subdirs or direct:
+            files = {s: p for s, p in direct.items() if s in stems}
+            if not files:
+                raise DatasetError(f"{folder}: no fused image matches a source image name")
+            add(FusedSource(name or folder.name, files, folder))
+        else:
+            for d in subdirs:
+                files = {s: p for s, p in _images(d).items() if s in stems}
+                if files:
+                    add(FusedSource(d.name, files, d))
+                else:
+                    log.warning("%s: no fused image matches a source image name; skipped", d)
+    return list(out.values())
+
+
+def load_rows(path: str | Path) -> list[dict[str, str]]:
+    """Rows of an existing per-image CSV (empty when the file does not exist)."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    with p.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_rows(path: str | Path, rows: Sequence[dict[str, object]], metrics: Sequence[str]) -> Path:
+    """Write the per-image CSV atomically (``method, image, profile, <metrics>``; floats with 12 significant digits)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["method", "image", "profile", *metrics])
+    for r in rows:
+        vals = []
+        for m in metrics:
+            v = r.get(m, "")
+            vals.append(f"{float(v):.12g}" if v not in ("", None) else "")
+        w.writerow([r["method"], r["image"], r["profile"], *vals])
+    return atomic_write_text(path, buf.getvalue())
+
+
+Summary = dict[str, dict[str, tuple[float, float, int]]]
+
+
+def summarize(rows: Sequence[dict[str, object]], metrics: Sequence[str]) -> Summary:
+    """Per method and metric: ``(mean, std, n)`` over images (population std; NaN values skipped)."""
+    out: dict[str, dict[str, tuple[float, float, int]]] = {}
+    methods = list(dict.fromkeys(str(r["method"]) for r in rows))
+    for meth in methods:
+        rs = [r for r in rows if r["method"] == meth]
+        out[meth] = {}
+        for m in metrics:
+            xs = np.array([float(r[m]) for r in rs if r.get(m) not in ("", None)], dtype=np.float64)
+            xs = xs[~np.isnan(xs)]
+            out[meth][m] = (float(xs.mean()), float(xs.std()), int(xs.size)) if xs.size else (math.nan, math.nan, 0)
+    return out
+
+
+def _fmt(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    a = abs(x)
+    return f"{x:.4f}" if a >= 0.1 or a == 0 else f"{x:.3g}"
+
+
+def markdown_table(summary: Summary, metrics: Sequence[str], profile: Profile, title: str = "") -> str:
+    """Markdown table ``method | metric (↑/↓) ...`` with ``mean ± std``; the best mean per column is bold."""
+    higher = {m.name: m.higher_is_better for m in profile.metrics.values()}
+    lines = [f"# {title or 'Fusion metrics'}", "", f"Profile: **{profile.name}**: {profile.description}", ""]
+    lines += [f"- {c}" for c in profile.conventions]
+    lines += ["", "Values are mean ± std over images (n = images scored); ↑ higher is better, ↓ lower is better.", ""]
+    head = ["method", "n", *[f"{m} {'↑' if higher.get(m, True) else '↓'}" for m in metrics]]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join(["---"] * len(head)) + "|")
+    best: dict[str, float] = {}
+    for m in metrics:
+        vals = [s[m][0] for s in summary.values() if not math.isnan(s[m][0])]
+        if vals:
+            best[m] = max(vals) if higher.get(m, True) else min(vals)
+    for meth, s in summary.items():
+        n = max((s[m][2] for m in metrics), default=0)
+        cells = [meth, str(n)]
+        for m in metrics:
+            mean, std, _ = s[m]
+            cell = f"{_fmt(mean)} ± {_fmt(std)}"
+            cells.append(f"**{cell}**" if m in best and mean == best[m] and len(summary) > 1 else cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_summary(
+    rows: Sequence[dict[str, object]], metrics: Sequence[str], out_dir: str | Path, profile: Profile
+) -> list[Path]:
+    """Bar charts (mean ± std) and box plots, one panel per metric; returns the written PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    methods = list(dict.fromkeys(str(r["method"]) for r in rows))
+    if not methods or not metrics:
+        return []
+    def values(meth: str, m: str) -> np.ndarray:
+        return np.array([float(r[m]) for r in rows if r["method"] == meth and r.get(m) not in ("", None)])
+
+    data = {m: [values(meth, m) for meth in methods] for m in metrics}
+    ncol = min(4, len(metrics))
+    nrow = math.ceil(len(metrics) / ncol)
+    written = []
+    for kind in ("bar", "box"):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+        for ax, m in zip(axes.flat, metrics):
+            series = [x[~np.isnan(x)] for x in data[m]]
+            if kind == "bar":
+                means = [x.mean() if x.size else np.nan for x in series]
+                stds = [x.std() if x.size else 0.0 for x in series]
+                ax.bar(range(len(methods)), means, yerr=stds, capsize=3, color="tab:blue", alpha=0.8)
+            else:
+                ax.boxplot([x if x.size else [np.nan] for x in series], showmeans=True)
+            ticks = range(len(methods)) if kind == "bar" else range(1, len(methods) + 1)
+            ax.set_xticks(list(ticks))
+            ax.set_xticklabels(methods, rotation=45, ha="right", fontsize=7)
+            arrow = "↑" if profile.metrics[profile.resolve(m)].higher_is_better else "↓"
+            ax.set_title(f"{m} {arrow}", fontsize=9)
+            ax.tick_params(axis="y", labelsize=7)
+        for ax in list(axes.flat)[len(metrics) :]:
+            ax.axis("off")
+        fig.suptitle(f"profile: {profile.name}", fontsize=10)
+        fig.tight_layout()
+        target = out_dir / f"{kind}_{profile.name}.png"
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        written.append(target)
+    return written
+
+
+@dataclass
+class EvalConfig:
+    """What :func:`run_evaluation` scores and where it writes."""
+
+    ir_dir: Path
+    vis_dir: Path
+    out_dir: Path
+    profile: str = "tang"
+    fused: list[str] = field(default_factory=list)
+    fused_pattern: str | None = None
+    methods: list[str] = field(default_factory=list)
+    metrics: list[str] | None = None
+    task: str = "vif"
+    device: str = "cpu"
+    save_fused: bool = False
+    plots: bool = True
+    flush_every: int = 20
+
+
+@dataclass
+class EvalResult:
+    csv_path: Path
+    table_path: Path
+    plot_paths: list[Path]
+    rows: list[dict[str, object]]
+    scored: int
+    skipped: int
+    failed: list[str] = field(default_factory=list)
+
+
+def _check_output_dir(cfg: EvalConfig, inputs: Iterable[Path]) -> None:
+    for d in inputs:
+        if is_within(cfg.out_dir, d):
+            raise ConfigError(f"--out {cfg.out_dir} lies inside the input folder {d}; choose another output folder")
+
+
+def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Iterable] | None = None) -> EvalResult:
+    """Score every (method, image) pair and write the CSV, the Markdown table and the plots.
+
+    Args:
+        cfg: the evaluation settings.
+        progress: optional wrapper for progress display, called as ``progress(iterable, total, description)``.
+    """
+    from fusion.fusers import create_fuser, list_fusers
+
+    profile = get_profile(cfg.profile)
+    metric_names = [d.name for d in profile.select(cfg.metrics)]
+    pairs = pair_sources(cfg.ir_dir, cfg.vis_dir)
+    stems = [p[0] for p in pairs]
+    sources = discover_fused(cfg.fused, stems, cfg.fused_pattern) if cfg.fused else []
+    inputs = [cfg.ir_dir, cfg.vis_dir, *[s.folder for s in sources]]
+    _check_output_dir(cfg, inputs)
+
+    fuser_names: list[str] = []
+    if cfg.methods:
+        known = {s.method for s in sources}
+        wanted_fused = [m for m in cfg.methods if m in known]
+        fuser_names = [m for m in cfg.methods if m not in known]
+        available = set(list_fusers())
+        bad = [m for m in fuser_names if m.partition(":")[0] not in available]
+        if bad:
+            raise ConfigError(
+                f"--methods: {', '.join(bad)} is neither a fused folder method nor a fuser "
+                f"(fused: {', '.join(sorted(known)) or 'none'}; fusers: {', '.join(sorted(available))})"
+            )
+        # Naming some fused methods selects them; naming only fusers adds them to every fused method.
+        if wanted_fused:
+            sources = [s for s in sources if s.method in wanted_fused]
+    if not sources and not fuser_names:
+        raise ConfigError("nothing to evaluate: give --fused folders and/or --methods fusers")
+
+    csv_path = cfg.out_dir / f"metrics_{profile.name}.csv"
+    old = load_rows(csv_path)
+    done = {(r["method"], r["image"]) for r in old if all(r.get(m, "") != "" for m in metric_names)}
+    rows: list[dict[str, object]] = [r for r in old if (r["method"], r["image"]) in done]
+    if old and len(rows) < len(old):
+        log.info("%s: %d incomplete rows will be recomputed", csv_path, len(old) - len(rows))
+
+    jobs: list[tuple[str, str, Path, Path, Path | None]] = []
+    for s in sources:
+        for stem, irp, visp in pairs:
+            if stem in s.files and (s.method, stem) not in done:
+                jobs.append((s.method, stem, irp, visp, s.files[stem]))
+        missing = len([1 for st, _, _ in pairs if st not in s.files])
+        if missing:
+            log.warning("%s: %d source images have no fused result and are skipped", s.method, missing)
+    for name in fuser_names:
+        for stem, irp, visp in pairs:
+            if (name, stem) not in done:
+                jobs.append((name, stem, irp, visp, None))
+    skipped = sum(1 for r in rows)
+    log.info("%d (method, image) pairs to score, %d already in %s", len(jobs), skipped, csv_path)
+
+    fusers = {n: create_fuser(n) for n in fuser_names}
+    it: Iterable = jobs
+    if progress is not None:
+        it = progress(jobs, len(jobs), f"scoring ({profile.name})")
+    pending = 0
+    failed: list[str] = []
+    for method, stem, irp, visp, fpath in it:
+        try:
+            ir = read_image(irp, "unchanged")
+            vis = read_image(visp, "unchanged")
+            if fpath is None:
+                fused = fusers[method].fuse(read_image(visp, "rgb"), read_image(irp, "rgb"), cfg.task)
+                if cfg.save_fused:
+                    write_image(cfg.out_dir / "fused" / method.replace(":", "_") / f"{stem}.png", fused)
+            else:
+                fused = read_image(fpath, "unchanged")
+            vals = evaluate_batch([fused], [ir], [vis], profile=profile, metrics=metric_names, device=cfg.device)[0]
+        except InputError as exc:
+            # One unreadable or mis-sized result must not cost the rest of a long run.
+            log.warning("%s / %s skipped: %s", method, stem, exc)
+            failed.append(f"{method}/{stem}")
+            continue
+        rows.append({"method": method, "image": stem, "profile": profile.name, **vals})
+        pending += 1
+        if pending >= cfg.flush_every:
+            write_rows(csv_path, rows, metric_names)
+            pending = 0
+    listed = [m for m in cfg.methods if m in {s.method for s in sources} or m in fuser_names]
+    order = {m: i for i, m in enumerate(listed + [s.method for s in sources if s.method not in listed])}
+    rows.sort(key=lambda r: (order.get(str(r["method"]), len(order)), str(r["image"])))
+    write_rows(csv_path, rows, metric_names)
+    summary = summarize(rows, metric_names)
+    table = markdown_table(summary, metric_names, profile, title=f"Fusion metrics on {cfg.ir_dir.parent.name}")
+    table_path = atomic_write_text(cfg.out_dir / f"summary_{profile.name}.md", table)
+    plots = plot_summary(rows, metric_names, cfg.out_dir, profile) if cfg.plots else []
+    if failed:
+        log.warning("%d pairs could not be scored (first: %s)", len(failed), failed[0])
+    return EvalResult(csv_path, table_path, plots, rows, len(jobs) - len(failed), skipped, failed)

@@ -1,0 +1,292 @@
+"""Structural-similarity metrics: SSIM, MS-SSIM, MEF-SSIM and MEF-MS-SSIM.
+
+Inputs are batches ``(B, H, W)`` (``(B, K, H, W)`` for the MEF source stacks) of ``float64`` on [0, 255].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fusion.metrics._ops import filter2, fspecial_gaussian
+
+__all__ = ["ssim", "ssim_matlab", "ms_ssim", "mef_ssim", "mef_ms_ssim", "q_yang", "q_cvejic", "q_piella_edge"]
+
+
+def _corr_valid(x: torch.Tensor, win: np.ndarray) -> torch.Tensor:
+    return filter2(win, x, "valid")
+
+
+def ssim(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    data_range: float = 255.0,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    win_size: int = 11,
+    sigma: float = 1.5,
+) -> torch.Tensor:
+    r"""SSIM of Wang et al. (2004) as in their reference ``ssim_index.m``: Gaussian window (11, 1.5), statistics on the
+    'valid' part only, :math:`C_1 = (k_1 L)^2`, :math:`C_2 = (k_2 L)^2`, mean of the SSIM map.
+
+    :math:`SSIM = \frac{(2\mu_a\mu_b + C_1)(2\sigma_{ab} + C_2)}
+    {(\mu_a^2 + \mu_b^2 + C_1)(\sigma_a^2 + \sigma_b^2 + C_2)}`.
+    """
+    win = fspecial_gaussian(win_size, sigma)
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+    mu1 = _corr_valid(a, win)
+    mu2 = _corr_valid(b, win)
+    s1 = _corr_valid(a * a, win) - mu1 * mu1
+    s2 = _corr_valid(b * b, win) - mu2 * mu2
+    s12 = _corr_valid(a * b, win) - mu1 * mu2
+    smap = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (s1 + s2 + c2))
+    return smap.mean(dim=(1, 2))
+
+
+def ssim_matlab(a: torch.Tensor, ref: torch.Tensor, *, data_range: float = 255.0) -> torch.Tensor:
+    """MATLAB's built-in ``ssim`` (R2014a+): ``imgaussfilt`` sigma 1.5, 11x11, replicate padding, same-size map.
+
+    ``data_range`` is the ``DynamicRange`` option (MATLAB's default is 1 for ``double`` input).
+    """
+    win = fspecial_gaussian(11, 1.5)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        xp = F.pad(x[:, None], (5, 5, 5, 5), mode="replicate")[:, 0]
+        return filter2(win, xp, "valid")
+
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    mux, muy = blur(a), blur(ref)
+    sx = blur(a * a) - mux * mux
+    sy = blur(ref * ref) - muy * muy
+    sxy = blur(a * ref) - mux * muy
+    smap = ((2 * mux * muy + c1) * (2 * sxy + c2)) / ((mux * mux + muy * muy + c1) * (sx + sy + c2))
+    return smap.mean(dim=(1, 2))
+
+
+def _downsample2(x: torch.Tensor) -> torch.Tensor:
+    """``imfilter(x, ones(2)/4, 'symmetric', 'same')`` then keep every second pixel (MATLAB ``1:2:end``)."""
+    xp = F.pad(x[:, None], (0, 1, 0, 1), mode="replicate")[:, 0]  # symmetric padding by one == replicate
+    avg = (xp[:, :-1, :-1] + xp[:, 1:, :-1] + xp[:, :-1, 1:] + xp[:, 1:, 1:]) / 4
+    return avg[:, ::2, ::2]
+
+
+_MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def ms_ssim(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 255.0, levels: int = 5) -> torch.Tensor:
+    r"""MS-SSIM of Wang, Simoncelli & Bovik (2003): contrast-structure terms of scales 1..M-1 and the full SSIM of
+    scale M, weighted by (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); 2x2 average downsampling between scales.
+    """
+    win = fspecial_gaussian(11, 1.5)
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    w = torch.tensor(_MS_WEIGHTS[:levels], dtype=torch.float64, device=a.device)
+    w = w / w.sum()
+    out = torch.ones(a.shape[0], dtype=torch.float64, device=a.device)
+    for lvl in range(levels):
+        mu1, mu2 = _corr_valid(a, win), _corr_valid(b, win)
+        s1 = _corr_valid(a * a, win) - mu1 * mu1
+        s2 = _corr_valid(b * b, win) - mu2 * mu2
+        s12 = _corr_valid(a * b, win) - mu1 * mu2
+        cs = ((2 * s12 + c2) / (s1 + s2 + c2)).mean(dim=(1, 2))
+        if lvl == levels - 1:
+            lum = ((2 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1)).mean(dim=(1, 2))
+            out = out * (cs * lum).clamp(min=0) ** w[lvl]
+        else:
+            out = out * cs.clamp(min=0) ** w[lvl]
+            a, b = _downsample2(a), _downsample2(b)
+    return out
+
+
+def _box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
+    return filter2(np.ones((size, size)), x, "valid")
+
+
+def mef_ssim(seq: torch.Tensor, fused: torch.Tensor, *, k: float = 0.03, win_size: int = 11) -> torch.Tensor:
+    r"""MEF-SSIM of Ma, Zeng & Wang (2015), ``mef_ssim.m``: the fused image against a structure patch synthesised
+    from the source sequence.
+
+    For every 11x11 patch: each source's signal strength :math:`\|x_k - \mu_k\|` (+0.001), the consistency
+    :math:`R = \|\sum_k x_k - \overline{\sum_k x_k}\| / \sum_k \|x_k - \mu_k\|`, weights
+    :math:`w_k \propto (\|x_k - \mu_k\|/11)^{\tan(\pi R/2)}` (exponent capped at 10), the reference patch
+    :math:`\hat x = \sum_k w_k (x_k - \mu_k)/\|x_k - \mu_k\|` rescaled to the largest strength, and
+    :math:`q = (2\sigma_{\hat x f} + C)/(\sigma_{\hat x}^2 + \sigma_f^2 + C)` with a Gaussian window (11, 1.5),
+    :math:`C = (0.03 \cdot 255)^2`. The score is the mean of :math:`q`.
+
+    Args:
+        seq: (B, K, H, W) source images.
+        fused: (B, H, W).
+    """
+    bsz, nk, h, w = seq.shape
+    n = win_size * win_size
+    g = fspecial_gaussian(win_size, 1.5)
+    eps = float(np.finfo(np.float64).eps)
+    flat_seq = seq.reshape(bsz * nk, h, w)
+    s = _box_sum(flat_seq, win_size).reshape(bsz, nk, h - win_size + 1, w - win_size + 1)
+    s2 = _box_sum(flat_seq * flat_seq, win_size).reshape(s.shape)
+    mu = s / n
+    sq_dev = (s2 - s * mu).clamp(min=0)  # sum over the patch of (x - mu)^2
+    ed = torch.sqrt(sq_dev) + 0.001
+    # A constant patch has exactly zero deviation; detect it exactly rather than trusting the cancellation above.
+    mx = F.max_pool2d(flat_seq[:, None], win_size, stride=1)[:, 0].reshape(s.shape)
+    mn = -F.max_pool2d(-flat_seq[:, None], win_size, stride=1)[:, 0].reshape(s.shape)
+    const = mx == mn
+    sq_dev = torch.where(const, torch.zeros_like(sq_dev), sq_dev)
+    ed = torch.where(const, torch.full_like(ed, 0.001), ed)
+    total = seq.sum(dim=1)
+    ts = _box_sum(total, win_size)
+    ts2 = _box_sum(total * total, win_size)
+    num = torch.sqrt((ts2 - ts * ts / n).clamp(min=0))
+    tmx = F.max_pool2d(total[:, None], win_size, stride=1)[:, 0]
+    tmn = -F.max_pool2d(-total[:, None], win_size, stride=1)[:, 0]
+    num = torch.where(tmx == tmn, torch.zeros_like(num), num)
+    den = torch.sqrt(sq_dev).sum(dim=1)
+    r = (num + eps) / (den + eps)
+    r = torch.where(r > 1, torch.full_like(r, 1 - eps), r)
+    r = torch.where(r < 0, torch.full_like(r, eps), r)
+    p = torch.tan(np.pi / 2 * r).clamp(max=10)
+    wmap = (ed / win_size) ** p[:, None] + eps
+    wmap = wmap / wmap.sum(dim=1, keepdim=True)
+    max_ed = ed.max(dim=1).values
+    c = wmap / ed  # reference patch = sum_k c_k (x_k - mu_k), before rescaling
+
+    # Gaussian-window moments of the (unscaled) reference patch y and of the fused patch f, from pairwise products.
+    def gsum(x: torch.Tensor) -> torch.Tensor:
+        return filter2(g, x, "valid")
+
+    gx = gsum(flat_seq).reshape(s.shape)
+    f_mu = gsum(fused)
+    f_var = gsum(fused * fused) - f_mu * f_mu
+    y_mean = (c * (gx - mu)).sum(dim=1)
+    y_gsq = torch.zeros_like(f_mu)
+    y_norm2 = torch.zeros_like(f_mu)
+    for i in range(nk):
+        for j in range(nk):
+            xi, xj = seq[:, i], seq[:, j]
+            gxx = gsum(xi * xj)
+            sxx = _box_sum(xi * xj, win_size)
+            cij = c[:, i] * c[:, j]
+            y_gsq = y_gsq + cij * (gxx - mu[:, j] * gx[:, i] - mu[:, i] * gx[:, j] + mu[:, i] * mu[:, j])
+            y_norm2 = y_norm2 + cij * (sxx - n * mu[:, i] * mu[:, j])
+    y_f = torch.zeros_like(f_mu)
+    for i in range(nk):
+        y_f = y_f + c[:, i] * (gsum(seq[:, i] * fused) - mu[:, i] * f_mu)
+    y_norm2 = y_norm2.clamp(min=0)
+    all_const = const.all(dim=1)
+    scale = torch.where(
+        all_const | (y_norm2 <= 0), torch.zeros_like(max_ed), max_ed / torch.sqrt(y_norm2.clamp(min=1e-300))
+    )
+    s1 = (scale * scale * (y_gsq - y_mean * y_mean)).clamp(min=0)
+    s12 = scale * (y_f - y_mean * f_mu)
+    cst = (k * 255) ** 2
+    q = (2 * s12 + cst) / (s1 + f_var + cst)
+    return q.mean(dim=(1, 2))
+
+
+def mef_ms_ssim(
+    seq: torch.Tensor, fused: torch.Tensor, *, levels: int = 3, weights: tuple[float, ...] = (0.0448, 0.2856, 0.3001)
+) -> torch.Tensor:
+    """MEF-MS-SSIM (``mef_ms_ssim.m`` / ``analysis_ms_ssim.m``): :func:`mef_ssim` at ``levels`` scales (2x2 averaging
+    and decimation between them), combined as :math:`\\prod_l Q_l^{w_l}` with the weights normalised to sum 1."""
+    w = np.asarray(weights[:levels], dtype=np.float64)
+    w = w / w.sum()
+    out = torch.ones(fused.shape[0], dtype=torch.float64, device=fused.device)
+    for lvl in range(levels):
+        q = mef_ssim(seq, fused)
+        out = out * q ** float(w[lvl])
+        if lvl < levels - 1:
+            bsz, nk, h, wd = seq.shape
+            seq = _downsample2(seq.reshape(bsz * nk, h, wd)).reshape(bsz, nk, (h + 1) // 2, (wd + 1) // 2)
+            fused = _downsample2(fused)
+    return out
+
+
+def _ssim_stats(
+    a: torch.Tensor, b: torch.Tensor, win: np.ndarray, c1: float, c2: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """'valid' SSIM map and the local variances/covariance ``(map, var_a, var_b, cov_ab)``."""
+    mu1, mu2 = _corr_valid(a, win), _corr_valid(b, win)
+    s1 = _corr_valid(a * a, win) - mu1 * mu1
+    s2 = _corr_valid(b * b, win) - mu2 * mu2
+    s12 = _corr_valid(a * b, win) - mu1 * mu2
+    smap = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (s1 + s2 + c2))
+    return smap, s1, s2, s12
+
+
+def _nanmean(x: torch.Tensor) -> torch.Tensor:
+    v = x.reshape(x.shape[0], -1)
+    ok = ~torch.isnan(v)
+    return torch.where(ok, v, torch.zeros_like(v)).sum(dim=1) / ok.sum(dim=1)
+
+
+_YANG_WIN = fspecial_gaussian(7, 1.5)
+
+
+def q_yang(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+    r"""Qy, Yang et al. (Information Fusion 2008), Z. Liu's ``metricYang.m``.
+
+    SSIM maps (Gaussian 7x7, :math:`\sigma = 1.5`, :math:`C_1 = C_2 = 2\cdot10^{-16}`). Where
+    :math:`SSIM(A, B) \ge 0.75`: :math:`\lambda\,SSIM(A,F) + (1-\lambda)\,SSIM(B,F)` with
+    :math:`\lambda = \sigma_A^2/(\sigma_A^2 + \sigma_B^2)`; elsewhere :math:`\max(SSIM(A,F), SSIM(B,F))`.
+    The score is the mean over non-NaN positions.
+    """
+    s_ab, va, vb, _ = _ssim_stats(a, b, _YANG_WIN, 2e-16, 2e-16)
+    s_af = _ssim_stats(a, fused, _YANG_WIN, 2e-16, 2e-16)[0]
+    s_bf = _ssim_stats(b, fused, _YANG_WIN, 2e-16, 2e-16)[0]
+    binmap = (s_ab >= 0.75).to(a.dtype)
+    lam = va / (va + vb)
+    q = (lam * s_af + (1 - lam) * s_bf) * binmap + torch.maximum(s_af, s_bf) * (1 - binmap)
+    return _nanmean(q)
+
+
+def q_cvejic(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+    r"""Qc, Cvejic et al. (2006), Z. Liu's ``metricCvejic.m`` (metric 2).
+
+    :math:`\mu = \sigma_{AF} / (\sigma_{AF} + \sigma_{BF})` (local covariances, Gaussian 7x7 window), clipped to
+    [0, 1] by setting the similarity to 0 / 1 where :math:`\mu < 0` / :math:`\mu > 1`;
+    :math:`Q_c = \overline{\mu\,SSIM(A,F) + (1-\mu)\,SSIM(B,F)}` over non-NaN positions.
+    """
+    s_af, _, _, c_af = _ssim_stats(a, fused, _YANG_WIN, 2e-16, 2e-16)
+    s_bf, _, _, c_bf = _ssim_stats(b, fused, _YANG_WIN, 2e-16, 2e-16)
+    mu = c_af / (c_af + c_bf)
+    sim = mu * s_af + (1 - mu) * s_bf
+    sim = torch.where(mu < 0, torch.zeros_like(sim), sim)
+    sim = torch.where(mu > 1, torch.ones_like(sim), sim)
+    return _nanmean(sim)
+
+
+_PREWITT_X = np.array([[1.0, 0.0, -1.0], [1.0, 0.0, -1.0], [1.0, 0.0, -1.0]])
+_PREWITT_Y = np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -1.0, -1.0]])
+
+
+def q_piella_edge(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+    r"""Qw as MEFB computes it (Z. Liu's ``metricPeilla.m``, option 3): Piella's weighted fusion quality index on the
+    Prewitt edge-magnitude images.
+
+    With SSIM maps (Gaussian 11x11, L = 255) of the edge images,
+    :math:`\lambda = \sigma_A^2/(\sigma_A^2 + \sigma_B^2)` (0.5 added to both where they sum to 0),
+    :math:`c_w = \max(\sigma_A^2, \sigma_B^2) / \sum \max(\sigma_A^2, \sigma_B^2)` and
+    :math:`Q_w = \sum c_w (\lambda\,SSIM(F, A) + (1 - \lambda)\,SSIM(F, B))`.
+    """
+    win = fspecial_gaussian(11, 1.5)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def edges(x: torch.Tensor) -> torch.Tensor:
+        gx = filter2(_PREWITT_X, x, "same")
+        gy = filter2(_PREWITT_Y, x, "same")
+        return torch.sqrt(gx * gx + gy * gy)
+
+    ea, eb, ef = edges(a), edges(b), edges(fused)
+    _, va, vb, _ = _ssim_stats(ea, eb, win, c1, c2)
+    zero = ((va + vb) == 0).to(a.dtype) * 0.5
+    va, vb = va + zero, vb + zero
+    lam = va / (va + vb)
+    s1 = _ssim_stats(ef, ea, win, c1, c2)[0]
+    s2 = _ssim_stats(ef, eb, win, c1, c2)[0]
+    cw = torch.maximum(va, vb)
+    cw = cw / cw.sum(dim=(1, 2), keepdim=True)
+    return (cw * (lam * s1 + (1 - lam) * s2)).sum(dim=(1, 2))
