@@ -1,0 +1,324 @@
+"""Does fusion help my detector? Train (or take) a YOLO detector per input and compare them on the test split.
+
+:func:`run_det_eval` is the library behind ``pipelines/det_eval.py``. For every input (``ir``, ``vis``, each fuser,
+optionally ``rgbt`` early fusion) it
+
+1. builds the input's images (fused ones cached on disk, see :mod:`downstream.detection.inputs`);
+2. writes a YOLO dataset folder + YAML into the run folder;
+3. trains a detector with the same schedule and seed (a finished training with the same schedule and data is reused),
+   or uses one given detector for every input;
+4. predicts on the test split and computes mAP50, mAP50-95, precision, recall and the log-average miss rate with
+   :mod:`downstream.detection.metrics` (the same code for trained and given detectors);
+
+then writes ``results.csv``/``results.md``, ``curves.png`` (PR and miss-rate curves), ``qualitative.png`` and
+``run.json`` (settings, sizes, timings, versions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from downstream._compat import check_local_weights
+from downstream.detection.datasets import DetDataset, load_detection_dataset, load_llvip
+from downstream.detection.inputs import (
+    EARLY_FUSION,
+    SINGLE_INPUTS,
+    display_image,
+    input_channels,
+    input_images,
+    input_slug,
+)
+from downstream.detection.metrics import DetMetrics, evaluate_detections
+from downstream.detection.report import plot_curves, plot_qualitative, write_results
+from downstream.detection.schedule import load_schedule
+from downstream.detection.yolo_data import read_fingerprint, write_yolo_dataset
+from fusion.errors import ConfigError, DatasetError
+from fusion.utils.io import atomic_write_text, is_within
+from fusion.utils.logging import get_logger
+
+__all__ = ["DEFAULT_INPUTS", "SYNTHETIC_DEFAULTS", "DetEvalSettings", "run_det_eval", "prepare_synthetic_llvip"]
+
+log = get_logger(__name__)
+
+DEFAULT_INPUTS: tuple[str, ...] = ("ir", "vis", "maximum", EARLY_FUSION)
+SYNTHETIC_DEFAULTS: dict[str, int] = {"n_train": 48, "n_test": 160, "seed": 0, "height": 256, "width": 320}
+"""Size of the synthetic LLVIP-layout set written when no ``data`` is given (sized for a CPU run under 10 min)."""
+
+
+@dataclass
+class DetEvalSettings:
+    """Everything one comparison run depends on.
+
+    Attributes:
+        out: run folder (created). Never inside ``data``.
+        data: dataset root; ``None`` writes synthetic LLVIP-layout scenes into ``out/synthetic_llvip`` (cached).
+        layout: ``auto``, ``llvip``, ``m3fd`` or ``msrs``.
+        inputs: ``ir``, ``vis``, fuser specs, ``rgbt``.
+        schedule: schedule name in ``configs/det`` or a YAML path; ``None``: ``synthetic_cpu`` for synthetic data,
+            else ``llvip``.
+        overrides: ``key=value`` changes to the schedule.
+        det_checkpoint: evaluate this detector on every input instead of training.
+        device: ``cpu``, ``auto``, ``cuda``, ``N`` or ``N,M`` (ultralytics' own multi-GPU training).
+        task: fusion task passed to the fusers.
+        max_train, max_test: use only the first N samples of a split (quick runs).
+        synthetic: sizes for the synthetic set (see :data:`SYNTHETIC_DEFAULTS`).
+        layout_kwargs: passed to the dataset reader (``label_source`` for MSRS, ``labels`` for M3FD).
+        fuser_kwargs: settings for every fuser (TC-MoA fusers also receive ``device``).
+        qualitative: rows in the qualitative grid.
+        fused_format: cache format of fused images, ``png`` (lossless) or ``jpg`` (smaller).
+        retrain: train again even when a finished run matches.
+    """
+
+    out: Path
+    data: Path | None = None
+    layout: str = "auto"
+    inputs: tuple[str, ...] = DEFAULT_INPUTS
+    schedule: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    det_checkpoint: Path | None = None
+    device: str = "auto"
+    task: str = "vif"
+    max_train: int | None = None
+    max_test: int | None = None
+    synthetic: dict[str, int] = field(default_factory=lambda: dict(SYNTHETIC_DEFAULTS))
+    layout_kwargs: dict[str, Any] = field(default_factory=dict)
+    fuser_kwargs: dict[str, Any] = field(default_factory=dict)
+    qualitative: int = 4
+    retrain: bool = False
+    fused_format: str = "png"
+
+
+def prepare_synthetic_llvip(root: str | os.PathLike, **sizes: int) -> Path:
+    """Write synthetic LLVIP-layout scenes into ``root`` once; reused while the sizes match."""
+    from fusion.data.synthetic import write_llvip
+
+    root = Path(root)
+    stamp = root / "synthetic.json"
+    want = {**SYNTHETIC_DEFAULTS, **sizes}
+    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == want:
+        return root
+    if root.exists():
+        if not stamp.is_file():
+            raise DatasetError(f"{root}: exists but was not written by det_eval's synthetic writer; not replacing it")
+        shutil.rmtree(root)
+    tmp = root.with_name(root.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write_llvip(tmp, **want)
+    atomic_write_text(tmp / "synthetic.json", json.dumps(want, sort_keys=True))
+    tmp.rename(root)
+    return root
+
+
+def _check_inputs(inputs: tuple[str, ...]) -> None:
+    from fusion.fusers import list_fusers
+
+    if not inputs:
+        raise ConfigError("no inputs to compare")
+    if len(set(inputs)) != len(inputs):
+        raise ConfigError(f"inputs: duplicate name in {', '.join(inputs)}")
+    known = set(list_fusers())
+    for name in inputs:
+        if name in SINGLE_INPUTS or name == EARLY_FUSION:
+            continue
+        if name.split(":", 1)[0] not in known:
+            raise ConfigError(
+                f"input {name!r}: not ir, vis, {EARLY_FUSION} or a fusion method (known: {', '.join(sorted(known))})"
+            )
+
+
+def _person_class(classes: tuple[str, ...]) -> int:
+    for i, c in enumerate(classes):
+        if c.lower() in ("person", "people", "pedestrian"):
+            return i
+    return 0
+
+
+def _load_dataset(s: DetEvalSettings) -> tuple[DetDataset, Path]:
+    if s.data is None:
+        root = prepare_synthetic_llvip(s.out / "synthetic_llvip", **s.synthetic)
+        return load_llvip(root), root
+    return load_detection_dataset(s.data, s.layout, **s.layout_kwargs), Path(s.data)
+
+
+def _fuser_kwargs(s: DetEvalSettings, name: str, device: str) -> dict[str, Any]:
+    kw = dict(s.fuser_kwargs)
+    if name.startswith("tcmoa") and "device" not in kw:
+        kw["device"] = "cpu" if device == "cpu" else f"cuda:{device.split(',')[0]}"
+    return kw
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("ultralytics", "torch", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def _train_or_reuse(
+    s: DetEvalSettings, slug: str, data_yaml: Path, schedule: dict[str, Any], device: str
+) -> tuple[Path, bool]:
+    from downstream.detection.yolo import train_detector
+
+    run_dir = s.out / "train" / slug
+    record_path = run_dir / "det_eval.json"
+    record = {"schedule": schedule, "data": read_fingerprint(data_yaml.parent)}
+    last = run_dir / "weights" / "last.pt"
+    if not s.retrain and last.is_file() and record_path.is_file():
+        try:
+            if json.loads(record_path.read_text(encoding="utf-8")) == json.loads(json.dumps(record)):
+                log.info("%s: reusing the finished training in %s", slug, run_dir)
+                return last, True
+        except ValueError:
+            pass
+    record_path.unlink(missing_ok=True)
+    weights = train_detector(data_yaml, schedule, run_dir=run_dir, device=device)
+    atomic_write_text(record_path, json.dumps(record, indent=2, sort_keys=True, default=str))
+    return weights, False
+
+
+def _metrics_json(m: DetMetrics) -> dict[str, Any]:
+    return {**m.row(), "ap50_per_class": m.ap50_per_class, "n_images": m.n_images, "n_gt": m.n_gt}
+
+
+def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
+    """Run the comparison described by ``s`` and return the result rows (also written to ``s.out``).
+
+    Raises:
+        ConfigError, DatasetError, CheckpointError, InputError: one-line problems with settings, data or weights.
+    """
+    from downstream.detection.yolo import (
+        class_mapping,
+        detector_info,
+        load_detector,
+        predict_images,
+        ultralytics_device,
+    )
+
+    t_start = time.perf_counter()
+    s.out = Path(s.out)
+    if s.data is not None and is_within(s.out, s.data):
+        raise ConfigError(f"--out {s.out} lies inside the dataset {s.data}; results are never written into inputs")
+    if s.det_checkpoint is not None:
+        check_local_weights(s.det_checkpoint)  # before any slow step: a missing file must fail at once
+    _check_inputs(tuple(s.inputs))
+    device = ultralytics_device(s.device)
+    schedule_name = s.schedule or ("synthetic_cpu" if s.data is None else "llvip")
+    schedule = load_schedule(schedule_name, list(s.overrides))
+    imgsz = int(schedule.get("imgsz", 640))
+    s.out.mkdir(parents=True, exist_ok=True)
+    dataset, data_root = _load_dataset(s)
+    dataset = dataset.subset({"train": s.max_train, "test": s.max_test})
+    test = dataset.split("test")
+    inputs = list(s.inputs)
+
+    given = None
+    class_map = None
+    if s.det_checkpoint is not None:
+        given = load_detector(s.det_checkpoint)
+        info = detector_info(given)
+        class_map = class_mapping(info["names"], dataset.classes)
+        if info["imgsz"] and not any(o.split("=", 1)[0].strip() == "imgsz" for o in s.overrides):
+            imgsz = info["imgsz"]  # evaluate at the size the detector was trained at unless told otherwise
+        wrong = [n for n in inputs if input_channels(n) != info["channels"]]
+        if wrong:
+            if s.inputs == DEFAULT_INPUTS and wrong == [EARLY_FUSION]:
+                log.info("skipping %s: the given detector takes %d channels", EARLY_FUSION, info["channels"])
+                inputs.remove(EARLY_FUSION)
+            else:
+                raise ConfigError(
+                    f"{s.det_checkpoint}: the detector takes {info['channels']} channels, "
+                    f"input {wrong[0]!r} has {input_channels(wrong[0])}"
+                )
+    else:
+        dataset.split("train")
+
+    splits = {"test": test} if given is not None else {"train": dataset.split("train"), "test": test}
+    person = _person_class(dataset.classes)
+    gts = [smp.labels for smp in test]
+    rows, metrics, timings, preds_by_input, images_by_input = [], {}, {}, {}, {}
+    for name in inputs:
+        slug = input_slug(name)
+        t0 = time.perf_counter()
+        images = {
+            sp: input_images(name, smps, sp, s.out / "inputs", task=s.task,
+                             fuser_kwargs=_fuser_kwargs(s, name, device), fused_format=s.fused_format)
+            for sp, smps in splits.items()
+        }  # fmt: skip
+        t_inputs = time.perf_counter() - t0
+        reused = False
+        if given is None:
+            yaml_path = write_yolo_dataset(
+                s.out / "datasets" / slug, splits, images, dataset.classes, channels=input_channels(name)
+            )
+            weights, reused = _train_or_reuse(s, slug, yaml_path, schedule, device)
+            model = load_detector(weights)
+        else:
+            model = given
+        t1 = time.perf_counter()
+        test_images = [images["test"][smp.ident] for smp in test]
+        preds = predict_images(
+            model, test_images, imgsz=imgsz, device=device, batch=int(schedule.get("batch", 8)) if given is None else 8,
+            class_map=class_map,
+        )  # fmt: skip
+        m = evaluate_detections(preds, gts, len(dataset.classes), miss_rate_class=person)
+        t2 = time.perf_counter()
+        timings[name] = {"inputs_s": round(t_inputs, 2), "train_s": round(t1 - t0 - t_inputs, 2),
+                         "evaluate_s": round(t2 - t1, 2), "reused_training": reused}  # fmt: skip
+        metrics[name] = m
+        rows.append({"input": name, **m.row()})
+        atomic_write_text(s.out / "metrics" / f"{slug}.json", json.dumps(_metrics_json(m), indent=2))
+        preds_by_input[name] = preds
+        images_by_input[name] = test_images
+        log.info("%s: mAP50 %.4f  mAP50-95 %.4f  MR %.4f", name, m.map50, m.map50_95, m.miss_rate)
+
+    notes = [
+        f"data: {'synthetic LLVIP-layout scenes' if s.data is None else data_root} ({dataset.name}), "
+        f"{len(splits.get('train', []))} train / {len(test)} test images, classes: {', '.join(dataset.classes)}",
+        "detector: " + (str(s.det_checkpoint) if given is not None else
+                        f"{schedule['model']} trained per input, same schedule `{schedule_name}` and seed "
+                        f"{schedule.get('seed', 0)}, {schedule.get('epochs')} epochs, imgsz {imgsz}, "
+                        "last epoch's weights"),
+        f"miss rate: log-average over FPPI in [1e-2, 1] (9 points), class {dataset.classes[person]!r}, IoU 0.5",
+    ]  # fmt: skip
+    write_results(rows, s.out, title="Detection: does fusion help?", notes=notes)
+    plot_curves(metrics, s.out / "curves.png")
+    k = min(s.qualitative, len(test))
+    if k > 0:
+        pick = np.unique(np.linspace(0, len(test) - 1, k).round().astype(int))
+        plot_qualitative(
+            {n: [display_image(n, images_by_input[n][i]) for i in pick] for n in metrics},
+            [gts[i] for i in pick],
+            {n: [preds_by_input[n][i] for i in pick] for n in metrics},
+            s.out / "qualitative.png",
+            row_names=[test[i].ident for i in pick],
+        )
+    run = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
+        "schedule": schedule,
+        "device": device,
+        "dataset": {
+            "name": dataset.name,
+            "root": str(data_root),
+            "classes": list(dataset.classes),
+            "sizes": {k: len(v) for k, v in splits.items()},
+        },  # fmt: skip
+        "timings": timings,
+        "total_s": round(time.perf_counter() - t_start, 1),
+        "versions": _versions(),
+    }
+    atomic_write_text(s.out / "run.json", json.dumps(run, indent=2, default=str))
+    return rows
