@@ -81,6 +81,10 @@ def read_image(path: str | os.PathLike, mode: Mode = "rgb") -> np.ndarray:
             arr = _pil_to_array(im, p)
     except InputError:
         raise
+    except ImportError:
+        # Some packages (ultralytics) register lazy Pillow plugins whose module may be absent; Pillow reaches
+        # them only after every installed decoder has refused the file.
+        raise InputError(f"{p}: cannot decode image (unknown or unsupported format)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{p}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
     arr = to_uint8(arr, source=p)
