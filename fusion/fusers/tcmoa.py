@@ -20,6 +20,7 @@ import torch
 from fusion.errors import CheckpointError, InputError
 from fusion.fusers.base import Fuser, check_pair, register_fuser
 from fusion.models import TCMoA, create_model, fuse_arrays, resolve_amp_dtype
+from fusion.models.shortcuts import skip_identity_blocks
 from fusion.utils.device import resolve_device
 
 __all__ = ["TCMoAFuser", "SHIPPED_WEIGHTS", "OFFICIAL_CHECKPOINT_HELP"]
@@ -89,6 +90,8 @@ class TCMoAFuser(Fuser):
         else:
             self.checkpoint = str(checkpoint) if checkpoint else "<in-memory model>"
         self.model = model.to(self.device).eval()
+        # Exact: blocks with zero output projections are identities (the shipped tiny model's frozen codec).
+        skip_identity_blocks(self.model)
         cfg = self.model.config
         self.tasks = tuple(cfg.task_names[: cfg.num_tasks])
 

@@ -105,6 +105,14 @@ def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, Any] | None]:
                 sd[key] = f.get_tensor(key)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read safetensors file ({exc})") from None
+    # Tensors that are entirely zero may be stored as their shape and dtype only (``save_checkpoint(omit_zeros=True)``).
+    if "zero_tensors" in meta:
+        try:
+            zeros = json.loads(meta["zero_tensors"])
+            for key, (shape, dtype) in zeros.items():
+                sd[key] = torch.zeros(shape, dtype=getattr(torch, dtype))
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+            raise CheckpointError(f"{path}: metadata 'zero_tensors' is not a {{key: [shape, dtype]}} map") from None
     config = None
     if "tcmoa_config" in meta:
         try:
@@ -278,15 +286,23 @@ def load_checkpoint(model: TCMoA, source: str | os.PathLike | Mapping[str, Any],
     return report
 
 
-def save_checkpoint(model: TCMoA, path: str | os.PathLike, *, trainable_only: bool = False) -> Path:
+def save_checkpoint(
+    model: TCMoA, path: str | os.PathLike, *, trainable_only: bool = False, omit_zeros: bool = False
+) -> Path:
     """Write ``model`` atomically as ``{'model': state_dict, 'config': {...}}`` (``.pth``/``.pt``) or as
     ``.safetensors`` (config as JSON metadata ``tcmoa_config``).
+
+    ``omit_zeros=True`` (safetensors only) stores all-zero tensors as their shape and dtype in the metadata
+    ``zero_tensors``; :func:`read_checkpoint` restores them, so the loaded state dict is unchanged. It keeps files of
+    models with many inert weights (the shipped ``tcmoa_tiny``) small.
 
     ``trainable_only=True`` omits the frozen MAE weights (load such a file with ``strict=False`` over a model
     initialised with ``pretrained_backbone=``). The official layout is the default (every key, loadable by the
     official code with ``strict=False``).
     """
     path = Path(path)
+    if omit_zeros and path.suffix != ".safetensors":
+        raise ValueError(f"save_checkpoint: omit_zeros needs a .safetensors path, got {path}")
     sd = model.state_dict()
     if trainable_only:
         sd = {k: v for k, v in sd.items() if not is_backbone_key(k)}
@@ -296,7 +312,14 @@ def save_checkpoint(model: TCMoA, path: str | os.PathLike, *, trainable_only: bo
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file(sd, str(tmp), metadata={"format": "pt", "tcmoa_config": json.dumps(config)})
+            meta = {"format": "pt", "tcmoa_config": json.dumps(config)}
+            if omit_zeros:
+                zeros = {k: v for k, v in sd.items() if v.numel() and not torch.any(v)}
+                meta["zero_tensors"] = json.dumps(
+                    {k: [list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in zeros.items()}
+                )
+                sd = {k: v for k, v in sd.items() if k not in zeros}
+            save_file(sd, str(tmp), metadata=meta)
         else:
             torch.save({"model": sd, "config": config}, tmp)
     return path

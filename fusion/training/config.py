@@ -1,0 +1,253 @@
+"""Training configuration: the defaults, config files with ``_base_`` inheritance, and ``key=value`` overrides.
+
+A configuration is a nested plain dict (JSON/YAML-able, ``weights_only``-safe). Config files are Python files that
+define a dict named ``cfg`` (the body is executed with nothing but builtins), or YAML files. Either may name a
+``_base_`` file (relative to itself) whose values it overrides, key by key, recursively. Every key must exist in
+:data:`DEFAULTS`; a misspelt key is a :class:`~fusion.errors.ConfigError`, not a silently ignored option.
+
+``configs/fusion/defaults.py`` documents every option; it must equal :data:`DEFAULTS` (a test checks this).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from fusion.errors import ConfigError
+
+__all__ = ["DEFAULTS", "default_config", "load_config", "merge_config", "validate_config", "TASK_ORDER"]
+
+TASK_ORDER: tuple[str, ...] = ("vif", "mef", "mff")
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "name": "tcmoa_base",
+        "checkpoint": None,
+        "pretrained_backbone": None,
+        "overrides": {},
+        "init": None,
+        "router_noise": True,
+        "grad_checkpointing": False,
+        "skip_identity_blocks": True,
+    },
+    "data": {
+        "tasks": {
+            "vif": {"datasets": [], "crop_scale": [0.81, 1.0], "batch_size": 3},
+            "mef": {"datasets": [], "crop_scale": [0.2, 1.0], "batch_size": 3},
+            "mff": {"datasets": [], "crop_scale": [0.64, 1.0], "batch_size": 3},
+        },
+        "lead_task": "vif",
+        "crop_size": 448,
+        "crop_ratio": [0.75, 1.3333333333333333],
+        "hflip": 0.5,
+        "interpolation": "bicubic",
+        "resize": "b_to_a",
+        "cache": True,
+        "num_workers": 2,
+    },
+    "train": {
+        "epochs": 20,
+        "warmup_epochs": 2,
+        "lr": 3e-4,
+        "min_lr": 1e-5,
+        "weight_decay": 0.05,
+        "betas": [0.9, 0.95],
+        "backbone_lr_scale": 1.0,
+        "step_mode": "per_task",
+        "amp": "none",
+        "grad_clip": None,
+        "unfreeze": False,
+        "freeze": [],
+        "max_iters": None,
+        "iters_per_epoch": None,
+        "seed": 0,
+        "deterministic": False,
+        "device": "auto",
+        "threads": None,
+    },
+    "loss": {"preset": "current", "warmup_epochs": 2},
+    "ema": {"enabled": False, "decay": 0.999, "export": True},
+    "checkpoint": {"every_iters": 1000, "every_epoch": True, "keep_last": 3},
+    "log": {"every_iters": 10, "tensorboard": True, "csv": True, "progress": True, "samples_every_iters": 500},
+    "output_dir": "work_dirs/tcmoa",
+}
+"""Every option the trainer reads; see ``configs/fusion/defaults.py`` for what each one means."""
+
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "train.step_mode": ("per_task", "sum"),
+    "train.amp": ("none", "bf16", "fp16"),
+    "data.interpolation": ("bicubic", "bilinear", "area", "nearest"),
+    "data.resize": (None, "b_to_a", "a_to_b"),
+    "model.init": (None, "codec"),
+}
+# Values that are free-form dicts/lists: overrides may add keys there.
+_OPEN_KEYS = ("model.overrides",)
+
+
+def default_config() -> dict[str, Any]:
+    """A deep copy of :data:`DEFAULTS`."""
+    return copy.deepcopy(DEFAULTS)
+
+
+def _yaml_loader():
+    """PyYAML's SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``; 1.2 and JSON do not)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    float_re = re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    )
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", float_re, list("-+0123456789."))
+    return Loader
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML ({exc.__class__.__name__})") from None
+    elif suffix == ".py":
+        scope: dict[str, Any] = {}
+        try:
+            code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+            exec(code, scope)  # noqa: S102 - config files are the user's own code, like mmengine configs
+        except Exception as exc:
+            raise ConfigError(f"{path}: cannot execute config ({exc.__class__.__name__}: {exc})") from None
+        if "cfg" not in scope or not isinstance(scope["cfg"], dict):
+            raise ConfigError(f"{path}: a Python config must define a dict named 'cfg'")
+        data = dict(scope["cfg"])
+        if "_base_" in scope and "_base_" not in data:  # mmengine style: _base_ as a module-level name
+            data["_base_"] = scope["_base_"]
+    else:
+        raise ConfigError(f"{path}: config files must be .py, .yaml or .yml")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping, got {type(data).__name__}")
+    return copy.deepcopy(data)
+
+
+def merge_config(base: dict[str, Any], update: dict[str, Any], *, strict: bool = True, where: str = "") -> dict:
+    """Recursively merge ``update`` into a copy of ``base``; with ``strict`` unknown keys raise ConfigError."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        name = f"{where}{key}"
+        if strict and key not in out and not any(name.startswith(f"{k}.") for k in _OPEN_KEYS):
+            known = ", ".join(sorted(out))
+            raise ConfigError(f"unknown config key {name!r} (known here: {known})")
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and name not in _OPEN_KEYS:
+            out[key] = merge_config(out[key], value, strict=strict, where=f"{name}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None, *, _depth: int = 0
+) -> dict[str, Any]:
+    """Load a config file over :data:`DEFAULTS` (following ``_base_``), then apply ``overrides``.
+
+    Args:
+        path: ``.py`` (defines ``cfg``) or ``.yaml`` file; ``None`` gives the defaults.
+        overrides: nested dict from :func:`fusion.utils.cli.parse_overrides` (``--cfg-options``).
+
+    Raises:
+        ConfigError: unreadable file, unknown key, bad value, or a ``_base_`` cycle.
+    """
+    if _depth > 8:
+        raise ConfigError(f"{path}: _base_ chain deeper than 8 (a cycle?)")
+    cfg = default_config()
+    if path is not None:
+        p = Path(path)
+        data = _read_file(p)
+        base = data.pop("_base_", None)
+        if base is not None:
+            cfg = load_config((p.parent / base).resolve(), _depth=_depth + 1)
+        cfg = merge_config(cfg, data, where="")
+    if overrides:
+        cfg = merge_config(cfg, overrides)
+    validate_config(cfg)
+    return cfg
+
+
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def validate_config(cfg: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming the first invalid value."""
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(map(repr, choices))}")
+    tasks = cfg["data"]["tasks"]
+    for name, spec in tasks.items():
+        if name not in TASK_ORDER:
+            raise ConfigError(f"data.tasks.{name}: unknown task (known: {', '.join(TASK_ORDER)})")
+        if not isinstance(spec.get("datasets"), list):
+            raise ConfigError(f"data.tasks.{name}.datasets must be a list of dataset specs")
+        for i, ds in enumerate(spec["datasets"]):
+            if isinstance(ds, str):
+                continue
+            if not isinstance(ds, dict) or "root" not in ds:
+                raise ConfigError(f"data.tasks.{name}.datasets[{i}] must be a path or a dict with 'root'")
+            unknown = set(ds) - {"root", "layout", "split", "exclude", "include", "repeat"}
+            if unknown:
+                raise ConfigError(f"data.tasks.{name}.datasets[{i}]: unknown keys {sorted(unknown)}")
+        scale = spec.get("crop_scale")
+        if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
+            raise ConfigError(f"data.tasks.{name}.crop_scale={scale!r}: expected [lo, hi] with 0 < lo <= hi <= 1")
+        if not isinstance(spec.get("batch_size"), int) or spec["batch_size"] < 1:
+            raise ConfigError(f"data.tasks.{name}.batch_size must be a positive int")
+    active = [t for t in TASK_ORDER if t in tasks and tasks[t]["datasets"]]
+    if active and cfg["data"]["lead_task"] not in active:
+        raise ConfigError(
+            f"data.lead_task={cfg['data']['lead_task']!r} has no datasets (tasks with data: {', '.join(active)})"
+        )
+    crop = cfg["data"]["crop_size"]
+    if not isinstance(crop, int) or crop <= 0 or crop % 112:
+        raise ConfigError(f"data.crop_size={crop!r}: must be a positive multiple of 112 (the model's input unit)")
+    tr = cfg["train"]
+    for key in ("epochs", "seed"):
+        if not isinstance(tr[key], int) or tr[key] < 0:
+            raise ConfigError(f"train.{key}={tr[key]!r}: expected a non-negative int")
+    for key in ("lr", "min_lr", "weight_decay", "backbone_lr_scale"):
+        if not isinstance(tr[key], (int, float)) or tr[key] < 0:
+            raise ConfigError(f"train.{key}={tr[key]!r}: expected a non-negative number")
+    if tr["warmup_epochs"] < 0:
+        raise ConfigError(f"train.warmup_epochs={tr['warmup_epochs']!r}: expected >= 0")
+    if not isinstance(tr["freeze"], list) or not all(isinstance(x, str) for x in tr["freeze"]):
+        raise ConfigError(f"train.freeze={tr['freeze']!r}: expected a list of regular expressions")
+    for pattern in tr["freeze"]:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"train.freeze: invalid regular expression {pattern!r} ({exc})") from None
+    for key in ("max_iters", "iters_per_epoch", "grad_clip", "threads"):
+        v = tr[key]
+        if v is not None and (not isinstance(v, (int, float)) or v <= 0):
+            raise ConfigError(f"train.{key}={v!r}: expected a positive number or None")
+    ck = cfg["checkpoint"]
+    if not isinstance(ck["keep_last"], int) or ck["keep_last"] < 1:
+        raise ConfigError(f"checkpoint.keep_last={ck['keep_last']!r}: expected an int >= 1")
+    if ck["every_iters"] is not None and (not isinstance(ck["every_iters"], int) or ck["every_iters"] < 1):
+        raise ConfigError(f"checkpoint.every_iters={ck['every_iters']!r}: expected an int >= 1 or None")
+    if not 0 <= cfg["ema"]["decay"] < 1:
+        raise ConfigError(f"ema.decay={cfg['ema']['decay']!r}: expected a number in [0, 1)")
