@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.dataset import pseudo_collate
+from mmengine.dist import barrier, is_distributed
 from mmengine.evaluator import Evaluator
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
@@ -193,6 +194,8 @@ def train_segmenter(cfg: Config) -> Path:
     t0 = time.perf_counter()
     runner = Runner.from_cfg(cfg)
     runner.train()
+    if is_distributed():
+        barrier()  # rank 0 writes the checkpoint; the others must not look before it is there
     ckpt = _last_checkpoint(work_dir)
     if ckpt is None:
         raise CheckpointError(f"{work_dir}: training finished but no checkpoint was written")

@@ -1,0 +1,270 @@
+"""Configuration of end-to-end finetuning: defaults, config files with ``_base_``, ``key=value`` overrides, checks.
+
+A configuration is a nested plain dict (``weights_only``-safe, stored in every checkpoint). Config files are Python
+files defining a dict ``cfg`` (optionally ``_base_``: another file, relative to this one, whose values this one
+overrides key by key) or YAML files. Every key must exist in :data:`DEFAULTS` (a misspelt key is a
+:class:`~fusion.errors.ConfigError`); ``configs/e2e/defaults.py`` documents each option and equals
+:data:`DEFAULTS` (a test checks this).
+
+Schedules (``schedule.mode``):
+
+* ``joint`` (default; the SegMiF / TarDAL-style joint objective): every iteration fuses with gradients and takes one
+  step of ``λ_fusion · L_fusion + λ_seg · L_seg`` on the TC-MoA adapters and the segmenter together;
+* ``alternating`` (SeAFusion-style rounds): ``schedule.seg_iters`` segmenter-only steps on the current fuser's
+  (detached) outputs, then ``schedule.fusion_iters`` fuser-only steps of ``λ_fusion · L_fusion + λ_seg · L_seg``
+  through the frozen segmenter (BN statistics fixed), with ``λ_seg`` growing by ``schedule.lambda_seg_growth``
+  per round;
+* ``frozen``: the reference pipeline, the fuser never changes (eval mode, no gradients) and only the segmenter
+  trains on its outputs; the comparison trains it with the very same schedule, data order and seed.
+
+In every mode the first ``train.seg_warmup_iters`` iterations are ``frozen`` iterations (a randomly initialised
+segmenter's gradients would only push the fuser around).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+from fusion.errors import ConfigError
+
+__all__ = ["DEFAULTS", "MODES", "default_config", "load_config", "merge_config", "validate_config"]
+
+MODES: tuple[str, ...] = ("joint", "alternating", "frozen")
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "name": "tcmoa_tiny",
+        "checkpoint": None,
+        "init": "auto",
+        "overrides": {},
+        "task": "vif",
+        "router_noise": True,
+        "freeze": [],
+        "skip_identity_blocks": True,
+    },
+    "segmenter": {
+        "config": "configs/seg/fcn_r18-slim_mfnet-synthetic.py",
+        "checkpoint": None,
+        "cfg_options": {},
+        "sync_bn": False,
+    },
+    "data": {
+        "root": None,
+        "synthetic": {"n": 100, "height": 112, "width": 112, "seed": 0},
+        "train_split": "train",
+        "test_split": "test",
+        "crop_size": [112, 112],
+        "hflip": 0.5,
+        "batch_size": 4,
+        "num_workers": 0,
+        "eval_batch_size": 4,
+        "max_test": None,
+        "frozen_cache": True,
+    },
+    "loss": {
+        "lambda_fusion": 1.0,
+        "lambda_seg": 1.0,
+        "fusion_preset": "current",
+        "fusion_phase": "main",
+    },
+    "schedule": {
+        "mode": "joint",
+        "seg_iters": 10,
+        "fusion_iters": 10,
+        "lambda_seg_growth": 0.0,
+    },
+    "train": {
+        "iters": 1000,
+        "seg_warmup_iters": 100,
+        "warmup_iters": 20,
+        "lr_fusion": 1e-4,
+        "lr_seg": 1e-3,
+        "min_lr_ratio": 0.01,
+        "weight_decay_fusion": 0.05,
+        "weight_decay_seg": 1e-4,
+        "betas": [0.9, 0.999],
+        "amp": "none",
+        "grad_clip": None,
+        "seed": 0,
+        "deterministic": False,
+        "device": "auto",
+        "threads": None,
+    },
+    "eval": {
+        "profile": "tang",
+        "metrics": ["EN", "SD", "Qabf"],
+        "band": {"EN": 0.05, "SD": 0.15, "Qabf": 0.10},
+    },
+    "checkpoint": {"every_iters": 500, "keep_last": 2},
+    "log": {"every_iters": 10, "tensorboard": False, "csv": True, "progress": True},
+    "output_dir": "work_dirs/e2e",
+}
+"""Every option the finetuning reads; see ``configs/e2e/defaults.py`` for what each one means."""
+
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "schedule.mode": MODES,
+    "train.amp": ("none", "bf16", "fp16"),
+    "model.init": ("auto", "checkpoint", "codec", "random"),
+    "model.task": ("vif", "mef", "mff"),
+    "loss.fusion_phase": ("warmup", "main"),
+}
+# free-form sections: keys inside them are not checked against DEFAULTS
+_OPEN_KEYS = ("model.overrides", "segmenter.cfg_options", "eval.band")
+
+
+def default_config() -> dict[str, Any]:
+    """A deep copy of :data:`DEFAULTS`."""
+    return copy.deepcopy(DEFAULTS)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML ({exc.__class__.__name__})") from None
+    elif suffix == ".py":
+        scope: dict[str, Any] = {}
+        try:
+            exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)  # noqa: S102 - user's config
+        except Exception as exc:
+            raise ConfigError(f"{path}: cannot execute config ({exc.__class__.__name__}: {exc})") from None
+        data = scope.get("cfg")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a Python config must define a dict named 'cfg'")
+    else:
+        raise ConfigError(f"{path}: config files must be .py, .yaml or .yml")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping, got {type(data).__name__}")
+    return copy.deepcopy(data)
+
+
+def merge_config(base: dict[str, Any], update: dict[str, Any], *, where: str = "") -> dict[str, Any]:
+    """Recursively merge ``update`` into a copy of ``base``; unknown keys raise :class:`ConfigError`."""
+    out = copy.deepcopy(base)
+    open_section = where.rstrip(".") in _OPEN_KEYS
+    for key, value in update.items():
+        name = f"{where}{key}"
+        if key not in out and not open_section:
+            raise ConfigError(f"unknown config key {name!r} (known here: {', '.join(sorted(out))})")
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value, where=f"{name}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None, *,
+                _depth: int = 0) -> dict[str, Any]:
+    """Load a config file over :data:`DEFAULTS` (following ``_base_``), apply ``overrides``, validate.
+
+    Args:
+        path: ``.py`` (defines ``cfg``) or ``.yaml`` file; ``None`` gives the defaults.
+        overrides: nested dict, e.g. from :func:`fusion.utils.cli.parse_overrides` (``train.iters=50``).
+
+    Raises:
+        ConfigError: unreadable file, unknown key, bad value, or a ``_base_`` cycle.
+    """
+    if _depth > 8:
+        raise ConfigError(f"{path}: _base_ chain deeper than 8 (a cycle?)")
+    cfg = default_config()
+    if path is not None:
+        p = Path(path)
+        data = _read_file(p)
+        base = data.pop("_base_", None)
+        if base is not None:
+            cfg = load_config((p.parent / base).resolve(), _depth=_depth + 1)
+        cfg = merge_config(cfg, data)
+    if overrides:
+        cfg = merge_config(cfg, overrides)
+    if _depth == 0:
+        validate_config(cfg)
+    return cfg
+
+
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _positive_int(cfg: dict[str, Any], key: str, *, zero: bool = False, none: bool = False) -> None:
+    v = _get(cfg, key)
+    if v is None and none:
+        return
+    if not isinstance(v, int) or isinstance(v, bool) or v < (0 if zero else 1):
+        raise ConfigError(f"{key}={v!r}: expected an int >= {0 if zero else 1}" + (" or None" if none else ""))
+
+
+def _number(cfg: dict[str, Any], key: str, *, none: bool = False, positive: bool = False) -> None:
+    v = _get(cfg, key)
+    if v is None and none:
+        return
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (positive and v == 0):
+        raise ConfigError(f"{key}={v!r}: expected a {'positive' if positive else 'non-negative'} number"
+                          + (" or None" if none else ""))
+
+
+def validate_config(cfg: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming the first invalid value."""
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(map(repr, choices))}")
+    crop = cfg["data"]["crop_size"]
+    if isinstance(crop, int):
+        crop = [crop, crop]
+    if not (isinstance(crop, (list, tuple)) and len(crop) == 2
+            and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 and c % 112 == 0 for c in crop)):
+        raise ConfigError(f"data.crop_size={cfg['data']['crop_size']!r}: expected [H, W], positive multiples of 112 "
+                          "(TC-MoA's input unit)")
+    if not isinstance(cfg["segmenter"]["config"], str) or not cfg["segmenter"]["config"]:
+        raise ConfigError("segmenter.config: the mmseg config file of the segmenter is required")
+    for key in ("data.batch_size", "data.eval_batch_size", "train.iters", "schedule.seg_iters",
+                "schedule.fusion_iters", "checkpoint.keep_last", "log.every_iters"):
+        _positive_int(cfg, key)
+    for key in ("data.num_workers", "train.seg_warmup_iters", "train.warmup_iters", "train.seed"):
+        _positive_int(cfg, key, zero=True)
+    for key in ("data.max_test", "checkpoint.every_iters", "train.threads"):
+        _positive_int(cfg, key, none=True)
+    for key in ("loss.lambda_fusion", "loss.lambda_seg", "schedule.lambda_seg_growth", "train.lr_fusion",
+                "train.lr_seg", "train.min_lr_ratio", "train.weight_decay_fusion", "train.weight_decay_seg"):
+        _number(cfg, key)
+    _number(cfg, "train.grad_clip", none=True, positive=True)
+    if not 0 <= cfg["data"]["hflip"] <= 1:
+        raise ConfigError(f"data.hflip={cfg['data']['hflip']!r}: expected a probability in [0, 1]")
+    if cfg["train"]["min_lr_ratio"] > 1:
+        raise ConfigError(f"train.min_lr_ratio={cfg['train']['min_lr_ratio']!r}: expected a fraction in [0, 1]")
+    if cfg["train"]["seg_warmup_iters"] > cfg["train"]["iters"]:
+        raise ConfigError(f"train.seg_warmup_iters={cfg['train']['seg_warmup_iters']} exceeds "
+                          f"train.iters={cfg['train']['iters']}")
+    betas = cfg["train"]["betas"]
+    if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(0 <= float(b) < 1 for b in betas)):
+        raise ConfigError(f"train.betas={betas!r}: expected two numbers in [0, 1)")
+    if cfg["model"]["init"] == "checkpoint" and not cfg["model"]["checkpoint"]:
+        raise ConfigError("model.init='checkpoint' needs model.checkpoint")
+    if cfg["model"]["init"] in ("codec", "random") and cfg["model"]["checkpoint"]:
+        raise ConfigError(f"model.init={cfg['model']['init']!r} and model.checkpoint are exclusive "
+                          "(the initialisation would be overwritten)")
+    syn = cfg["data"]["synthetic"]
+    for key in ("n", "height", "width"):
+        if not isinstance(syn.get(key), int) or syn[key] < 1:
+            raise ConfigError(f"data.synthetic.{key}={syn.get(key)!r}: expected a positive int")
+    freeze = cfg["model"]["freeze"]
+    if not isinstance(freeze, (list, tuple)) or not all(isinstance(f, str) for f in freeze):
+        raise ConfigError(f"model.freeze={freeze!r}: expected a list of parameter-name patterns (fnmatch)")
+    metrics = cfg["eval"]["metrics"]
+    if not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics):
+        raise ConfigError(f"eval.metrics={metrics!r}: expected a list of metric names")
+    for name, tol in cfg["eval"]["band"].items():
+        if not isinstance(tol, (int, float)) or tol < 0:
+            raise ConfigError(f"eval.band.{name}={tol!r}: expected a non-negative relative tolerance")

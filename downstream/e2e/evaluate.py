@@ -1,0 +1,256 @@
+"""Scoring a fuser + segmenter pair, and the comparison the end-to-end finetuning has to win.
+
+:func:`evaluate_pair` fuses every test pair with the fuser in eval mode (any size, :func:`fusion.models.fuse_tensors`),
+rounds the result to ``uint8`` (what a deployed fuser hands a segmenter), segments it, and reports the field's
+segmentation scores (``downstream.segmentation.confusion``: mIoU over all classes, …) together with fusion metrics
+of the same fused images (:func:`fusion.metrics.evaluate_batch`, profile ``tang`` by default).
+
+:func:`run_comparison` trains, from one configuration, in one process:
+
+1. a shared frozen-fusion warm-up of the segmenter (``train.seg_warmup_iters``), checkpointed;
+2. **frozen**: from that checkpoint, the segmenter alone on the frozen fuser's outputs to ``train.iters``;
+3. **e2e**: from the same checkpoint, the configured schedule (``joint`` by default) to ``train.iters``;
+
+so both arms see the same iterations, learning rates, batches, crops and seeds; then it scores both on the test
+split and checks that the finetuned fuser's fusion metrics stay within ``eval.band`` (relative change against the
+frozen fuser's) of the frozen ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from downstream.e2e.bridge import segmentation_logits
+from downstream.e2e.data import SegTriple, load_triple, to_tensor01
+from fusion.utils.io import atomic_write_text
+from fusion.utils.logging import get_logger
+
+__all__ = ["evaluate_pair", "fusion_band", "run_comparison", "prepare_synthetic_mfnet", "comparison_markdown"]
+
+log = get_logger(__name__)
+
+
+def prepare_synthetic_mfnet(root: str | os.PathLike, *, n: int = 100, height: int = 112, width: int = 112,
+                            seed: int = 0) -> Path:
+    """Write (once) synthetic MFNet-layout scenes into ``root`` (:func:`fusion.data.synthetic.write_mfnet`);
+    a finished folder with the same settings is reused."""
+    from fusion.data.synthetic import write_mfnet
+
+    root = Path(root)
+    stamp = root / ".e2e_synthetic.json"
+    want = {"n": n, "height": height, "width": width, "seed": seed}
+    if stamp.is_file():
+        try:
+            if json.loads(stamp.read_text(encoding="utf-8")) == want:
+                return root
+        except json.JSONDecodeError:
+            pass
+    write_mfnet(root, n=n, seed=seed, height=height, width=width)
+    atomic_write_text(stamp, json.dumps(want) + "\n")
+    return root
+
+
+@torch.no_grad()
+def evaluate_pair(fuser: nn.Module, segmenter: nn.Module, triples: Sequence[SegTriple], classes: Sequence[str], *,
+                  task: str = "vif", batch_size: int = 4, device: str | torch.device = "cpu",
+                  profile: str = "tang", metrics: Sequence[str] | None = ("EN", "SD", "Qabf"),
+                  progress: bool = False, keep: int = 0) -> dict[str, Any]:
+    """Test scores of a fuser (:class:`~fusion.models.TCMoA`) followed by a segmenter.
+
+    Args:
+        fuser, segmenter: the two networks (switched to eval mode for the call, restored after).
+        triples: test samples (:func:`downstream.e2e.data.list_triples`).
+        classes: class names of the dataset (its confusion matrix has this many rows).
+        task: fusion task of the pairs (a = visible, b = infrared).
+        batch_size: pairs of equal size per forward pass.
+        profile, metrics: fusion-metric profile and names (``None``: no fusion metrics).
+        keep: return the first ``keep`` fused images and predictions (for pictures).
+
+    Returns:
+        ``{"seg": {"mIoU", "mIoU_present", "mAcc", "aAcc", "IoU": {class: value}}, "fusion": {metric: mean},
+        "n": number of pairs, "seconds": float, "samples": [(name, fused uint8, prediction uint8), ...]}``.
+    """
+    from downstream.segmentation.confusion import confusion_matrix, segmentation_scores
+    from fusion.models import fuse_tensors
+
+    dev = torch.device(device)
+    modes = (fuser.training, segmenter.training)
+    fuser.eval()
+    segmenter.eval()
+    t0 = time.perf_counter()
+    conf = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    fused_all: list[np.ndarray] = []
+    ir_all: list[np.ndarray] = []
+    vis_all: list[np.ndarray] = []
+    samples: list[tuple[str, np.ndarray, np.ndarray]] = []
+    loaded = [(t["name"], *load_triple(t)) for t in triples]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, item in enumerate(loaded):
+        groups.setdefault(item[1].shape[:2], []).append(i)
+    order = [i for idx in groups.values() for i in idx]
+    chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc="e2e test", unit="batch", leave=False)
+    try:
+        for chunk in chunks:
+            chunk = [i for i in chunk if loaded[i][1].shape[:2] == loaded[chunk[0]][1].shape[:2]]
+            a = torch.stack([to_tensor01(loaded[i][1]) for i in chunk]).to(dev)
+            b = torch.stack([to_tensor01(loaded[i][2]) for i in chunk]).to(dev)
+            fused = fuse_tensors(fuser, a, b, task)
+            fused_u8 = (fused * 255.0).round().clamp_(0, 255)
+            logits = segmentation_logits(segmenter, fused_u8 / 255.0)
+            pred = logits.argmax(1).cpu().numpy().astype(np.int64)
+            fused_np = fused_u8.byte().permute(0, 2, 3, 1).cpu().numpy()
+            for j, i in enumerate(chunk):
+                name, vis, ir, label = loaded[i]
+                conf += confusion_matrix(pred[j], label, len(classes))
+                fused_all.append(fused_np[j])
+                vis_all.append(vis)
+                ir_all.append(ir[:, :, 0])
+                if len(samples) < keep:
+                    samples.append((name, fused_np[j], pred[j].astype(np.uint8)))
+    finally:
+        fuser.train(modes[0])
+        segmenter.train(modes[1])
+    scores = segmentation_scores(conf, tuple(classes))
+    out: dict[str, Any] = {
+        "seg": {"mIoU": scores.miou, "mIoU_present": scores.miou_present, "mAcc": scores.macc, "aAcc": scores.aacc,
+                "IoU": dict(scores.iou)},
+        "fusion": {},
+        "n": len(loaded),
+    }
+    if metrics:
+        from fusion.metrics import evaluate_batch
+
+        rows = evaluate_batch(fused_all, ir_all, vis_all, profile=profile, metrics=list(metrics))
+        out["fusion"] = {m: float(np.nanmean([r[m] for r in rows])) for m in rows[0]}
+    out["seconds"] = time.perf_counter() - t0
+    out["samples"] = samples
+    return out
+
+
+def fusion_band(finetuned: dict[str, float], reference: dict[str, float],
+                band: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Relative change of each banded fusion metric and whether it lies within its band.
+
+    ``change = (finetuned - reference) / |reference|``; a metric is ``ok`` when ``|change| <= band[metric]``.
+    """
+    out = {}
+    for name, tol in band.items():
+        if name not in finetuned or name not in reference:
+            continue
+        ref, val = reference[name], finetuned[name]
+        change = (val - ref) / abs(ref) if ref else (math.inf if val else 0.0)
+        out[name] = {"reference": ref, "finetuned": val, "change": change, "band": tol,
+                     "ok": bool(abs(change) <= tol)}
+    return out
+
+
+def comparison_markdown(result: dict[str, Any]) -> str:
+    """A Markdown table of :func:`run_comparison`'s result."""
+    metrics = list(result["arms"]["frozen"]["fusion"])
+    head = "| pipeline | test mIoU | mIoU (present) | mAcc | " + " | ".join(metrics) + " | train s |"
+    lines = [head, "|" + "---|" * (5 + len(metrics))]
+    for arm, label in (("frozen", "frozen fusion + segmenter"), ("e2e", f"e2e ({result['mode']}) fusion + "
+                                                                         "segmenter")):
+        r = result["arms"][arm]
+        vals = " | ".join(f"{r['fusion'][m]:.3f}" for m in metrics)
+        lines.append(f"| {label} | {100 * r['seg']['mIoU']:.2f} | {100 * r['seg']['mIoU_present']:.2f} | "
+                     f"{100 * r['seg']['mAcc']:.2f} | {vals} | {r['train_seconds']:.0f} |")
+    band = result["band"]
+    lines.append("")
+    changes = ", ".join(f"{m} {100 * v['change']:+.1f}% (±{100 * v['band']:.0f}%{'' if v['ok'] else ', OUT'})"
+                        for m, v in band.items())
+    lines.append(f"Fusion metrics of the finetuned fuser vs the frozen one (relative change, allowed band): {changes}")
+    lines.append(f"mIoU gain: {100 * result['miou_gain']:+.2f} points; fusion metrics within band: "
+                 f"{'yes' if result['band_ok'] else 'no'}")
+    return "\n".join(lines) + "\n"
+
+
+def run_comparison(cfg: dict[str, Any], out_dir: str | os.PathLike, *, progress: bool = True) -> dict[str, Any]:
+    """Train the frozen-fusion reference and the end-to-end pipeline with one schedule and compare them.
+
+    Args:
+        cfg: an end-to-end configuration (``schedule.mode`` is the e2e arm's schedule; it must not be ``frozen``).
+        out_dir: run folder: ``warmup/``, ``frozen/``, ``e2e/`` (each a trainer output folder with its
+            ``e2e_final.safetensors``), ``results.json`` and ``results.md``.
+
+    Returns:
+        ``{"mode", "arms": {"frozen": scores, "e2e": scores}, "band": ...,
+        "band_ok": bool, "miou_gain": float, "fusion_init": str, "config": cfg}``; the frozen arm's fusion
+        metrics are those of the initial fuser.
+    """
+    from downstream.e2e.config import validate_config
+    from downstream.e2e.data import list_triples
+    from downstream.e2e.trainer import E2ETrainer
+    from fusion.errors import ConfigError
+
+    validate_config(cfg)
+    mode = cfg["schedule"]["mode"]
+    if mode == "frozen":
+        raise ConfigError("schedule.mode='frozen' is the reference arm; set joint or alternating for the comparison")
+    out = Path(out_dir)
+    warm = int(cfg["train"]["seg_warmup_iters"])
+    result: dict[str, Any] = {"mode": mode, "arms": {}, "config": copy.deepcopy(cfg)}
+
+    start = None
+    triples = None
+    if warm > 0:
+        wcfg = copy.deepcopy(cfg)
+        wcfg["output_dir"] = str(out / "warmup")
+        trainer = E2ETrainer(wcfg, resume="auto")
+        try:
+            t0 = time.perf_counter()
+            trainer.fit(stop_at=warm)
+            result["warmup_seconds"] = time.perf_counter() - t0
+            start = trainer.last_checkpoint
+        finally:
+            trainer.close()
+    for arm, arm_mode in (("frozen", "frozen"), ("e2e", mode)):
+        acfg = copy.deepcopy(cfg)
+        acfg["schedule"]["mode"] = arm_mode
+        acfg["output_dir"] = str(out / arm)
+        folder = Path(acfg["output_dir"]) / "checkpoints"
+        resume = "auto" if folder.is_dir() and any(folder.glob("iter_*.pth")) else start
+        trainer = E2ETrainer(acfg, resume=resume)
+        try:
+            if triples is None:
+                triples = list_triples(trainer.test_dataset_cfg)[: cfg["data"]["max_test"] or None]
+            t0 = time.perf_counter()
+            trainer.fit()
+            seconds = time.perf_counter() - t0
+            scores = evaluate_pair(trainer.fuser, trainer.segmenter, triples, trainer.classes,
+                                   task=cfg["model"]["task"], batch_size=cfg["data"]["eval_batch_size"],
+                                   device=trainer.device, profile=cfg["eval"]["profile"],
+                                   metrics=cfg["eval"]["metrics"], progress=progress, keep=4)
+            scores["train_seconds"] = seconds + result.get("warmup_seconds", 0.0)
+            scores["iterations"] = trainer.iteration
+            result["fusion_init"] = trainer.fusion_init
+            result["classes"] = list(trainer.classes)
+        finally:
+            trainer.close()
+        scores.pop("samples", None)
+        result["arms"][arm] = scores
+        log.info("%s: test mIoU %.4f, fusion %s", arm, scores["seg"]["mIoU"],
+                 {k: round(v, 4) for k, v in scores["fusion"].items()})
+    frozen, e2e = result["arms"]["frozen"], result["arms"]["e2e"]
+    result["miou_gain"] = e2e["seg"]["mIoU"] - frozen["seg"]["mIoU"]
+    result["band"] = fusion_band(e2e["fusion"], frozen["fusion"], cfg["eval"]["band"])
+    result["band_ok"] = all(v["ok"] for v in result["band"].values())
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.json", json.dumps(result, indent=2, default=str) + "\n")
+    atomic_write_text(out / "results.md", comparison_markdown(result))
+    return result
