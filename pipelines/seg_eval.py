@@ -8,7 +8,7 @@
     torchrun --nproc_per_node 4 pipelines/seg_eval.py data/MFNet --launcher pytorch
 
 Outputs in --out (default runs/seg_eval): results.csv, results.md, results.png (bar chart), qualitative.png,
-fused/<input>/ (cached fused images), runs/<input>/ (training logs, checkpoints, result.json). Finished inputs are
+fused/<input>-<hash>/ (cached fused images), runs/<input>-<hash>/ (logs, checkpoints, result.json). Finished inputs are
 skipped when the command is run again.
 """
 
@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fuser-options", "--fuser-set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="settings passed to every fuser, e.g. device=cuda")
     p.add_argument("--samples", type=int, default=2, help="test samples in qualitative.png (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: automatic)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: half the cores, fewer when busy)")
     p.add_argument("--synthetic-n", type=int, default=300, help="synthetic scenes to render (default 300)")
     p.add_argument("--synthetic-size", default="84x112", help="synthetic scene size HxW (default 84x112)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

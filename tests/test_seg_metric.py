@@ -48,8 +48,9 @@ def test_iou_and_both_means_on_known_maps():
     np.testing.assert_allclose(accuracy_per_class(conf), ACC, equal_nan=True)
     # The field's mIoU: every class, NaN as 0 (RTFNet: np.mean(np.nan_to_num(iou))).
     assert mean_iou(conf, "all") == pytest.approx((4 / 6 + 3 / 5 + 2 / 4 + 0) / 4)
-    # Only the classes present in the ground truth.
+    # Only the classes present in the ground truth; nanmean agrees here (class 3 is never predicted either).
     assert mean_iou(conf, "present") == pytest.approx((4 / 6 + 3 / 5 + 2 / 4) / 3)
+    assert mean_iou(conf, "defined") == pytest.approx((4 / 6 + 3 / 5 + 2 / 4) / 3)
     assert mean_accuracy(conf, "all") == pytest.approx((0.8 + 1 + 0.5) / 4)
     assert mean_accuracy(conf, "present") == pytest.approx((0.8 + 1 + 0.5) / 3)
 
@@ -62,6 +63,7 @@ def test_class_predicted_but_absent_from_ground_truth():
     assert iou.tolist() == [0.5, 1.0, 0.0]
     assert mean_iou(conf, "all") == pytest.approx(0.5)
     assert mean_iou(conf, "present") == pytest.approx(0.75)
+    assert mean_iou(conf, "defined") == pytest.approx(0.5)  # nanmean keeps the predicted-but-absent class at 0
 
 
 def test_perfect_prediction_and_ignore_index():
@@ -119,6 +121,7 @@ def test_rgbt_metric_process_and_compute():
     res = metric.evaluate(2)
     assert res["mIoU"] == pytest.approx(100 * (4 / 6 + 3 / 5 + 2 / 4) / 4, abs=0.01)
     assert res["mIoU_present"] == pytest.approx(100 * (4 / 6 + 3 / 5 + 2 / 4) / 3, abs=0.01)
+    assert res["mIoU_nanmean"] == pytest.approx(res["mIoU_present"])
     assert res["IoU.road"] == pytest.approx(60.0)
     assert math.isnan(res["IoU.bus"])
     np.testing.assert_array_equal(metric.last_confusion, confusion_matrix(PRED, GT, 4))

@@ -1,17 +1,20 @@
 """Segmentation scores from a confusion matrix, computed the way the infrared-visible field computes them.
 
-Protocol (MFNet reference code, RTFNet ``util/util.py::compute_results``, reused by SegMiF, MRFS and most fusion
-papers):
+Protocol (RTFNet ``util/util.py::compute_results`` with ``consider_unlabeled=True``, copied by SegMiF; the reference
+for MFNet and FMB numbers in fusion papers):
 
 * one confusion matrix over **all** classes, ``unlabeled`` (index 0) included; rows are ground truth, columns are
   predictions; pixels labelled ``ignore_index`` are left out;
 * per-class IoU = TP / (TP + FP + FN), per-class accuracy (recall) = TP / (TP + FN); undefined (0/0) values are NaN;
-* **mIoU** (the number the papers report) = ``mean(nan_to_num(iou))`` over every class, so a class that never occurs
-  in the ground truth and is never predicted counts as 0, and one that is only predicted counts as 0 as well;
+* **mIoU** = ``mean(nan_to_num(iou))`` over every class (RTFNet/SegMiF print this one): a class that never occurs in
+  the ground truth counts as 0 whether it is predicted or not;
 * **mIoU_present** = mean IoU over the classes that occur in the ground truth (FMB's test split has no ``bicycle``
-  pixel, so its all-class mIoU is capped at 14/15).
+  pixel, so its all-class mIoU is capped at 14/15);
+* **mIoU_nanmean** = ``nanmean(iou)`` (CMX-style code, e.g. MRFS): leaves out classes that are neither in the
+  ground truth nor predicted, keeps absent-but-predicted ones at 0. It equals mIoU_present when no absent class is
+  predicted, and mIoU when every class occurs.
 
-mAcc / mAcc_present follow the same two rules for per-class accuracy; aAcc is the overall pixel accuracy.
+mAcc / mAcc_present follow the first two rules for per-class accuracy; aAcc is the overall pixel accuracy.
 """
 
 from __future__ import annotations
@@ -108,12 +111,14 @@ def _mean(values: np.ndarray, conf: np.ndarray, over: str) -> float:
     if over == "present":
         mask = present_classes(conf)
         return float(np.mean(values[mask])) if mask.any() else float("nan")
-    raise ValueError(f"over must be 'all' or 'present', got {over!r}")
+    if over == "defined":
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    raise ValueError(f"over must be 'all', 'present' or 'defined', got {over!r}")
 
 
 def mean_iou(conf: np.ndarray, over: str = "all") -> float:
     """Mean IoU: ``over="all"`` is the field's number (every class, NaN counted as 0); ``"present"`` averages the
-    classes that occur in the ground truth."""
+    classes that occur in the ground truth; ``"defined"`` is ``nanmean`` (classes with a defined IoU)."""
     return _mean(iou_per_class(conf), conf, over)
 
 
@@ -129,6 +134,7 @@ class SegScores:
     classes: tuple[str, ...]
     miou: float
     miou_present: float
+    miou_nanmean: float
     macc: float
     macc_present: float
     aacc: float
@@ -138,10 +144,10 @@ class SegScores:
     num_pixels: int = 0
 
     def as_dict(self) -> dict[str, float]:
-        """Flat ``{"mIoU": .., "mIoU_present": .., "mAcc": .., "mAcc_present": .., "aAcc": .., "IoU.<class>": ..,
-        "Acc.<class>": ..}`` (the keys the metric reports)."""
-        out = {"mIoU": self.miou, "mIoU_present": self.miou_present, "mAcc": self.macc,
-               "mAcc_present": self.macc_present, "aAcc": self.aacc}
+        """Flat ``{"mIoU", "mIoU_present", "mIoU_nanmean", "mAcc", "mAcc_present", "aAcc", "IoU.<class>",
+        "Acc.<class>"}`` (the keys the metric reports)."""
+        out = {"mIoU": self.miou, "mIoU_present": self.miou_present, "mIoU_nanmean": self.miou_nanmean,
+               "mAcc": self.macc, "mAcc_present": self.macc_present, "aAcc": self.aacc}
         out.update({f"IoU.{k}": v for k, v in self.iou.items()})
         out.update({f"Acc.{k}": v for k, v in self.acc.items()})
         return out
@@ -160,6 +166,7 @@ def segmentation_scores(conf: np.ndarray, classes: Sequence[str]) -> SegScores:
         classes=tuple(classes),
         miou=mean_iou(c, "all"),
         miou_present=mean_iou(c, "present"),
+        miou_nanmean=mean_iou(c, "defined"),
         macc=mean_accuracy(c, "all"),
         macc_present=mean_accuracy(c, "present"),
         aacc=float(np.trace(c) / total) if total > 0 else float("nan"),

@@ -21,7 +21,6 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.dataset import pseudo_collate
 from mmengine.dist import barrier, is_distributed
-from mmengine.evaluator import Evaluator
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 from mmseg.registry import DATASETS, MODELS
@@ -265,8 +264,7 @@ def evaluate_segmenter(
     else:
         wanted = set(keep)
     metric = RGBTIoUMetric()
-    evaluator = Evaluator([metric])
-    evaluator.dataset_meta = dataset.metainfo
+    metric.dataset_meta = dataset.metainfo
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0,
                                          collate_fn=pseudo_collate)
     predictions: dict[str, np.ndarray] = {}
@@ -279,8 +277,11 @@ def evaluate_segmenter(
                 name = Path(sample.img_path).stem  # every layout names the image file after the sample
                 if name in wanted:
                     predictions[name] = sample.pred_sem_seg.data.squeeze(0).cpu().numpy().astype(np.uint8)
-            evaluator.process(data_samples=outputs, data_batch=batch)
-    metrics = evaluator.evaluate(n)
+            metric.process(batch, [o.to_dict() for o in outputs])
+    # compute_metrics directly, not evaluate(): evaluate() gathers results across ranks, and in a distributed run
+    # only rank 0 evaluates.
+    metrics = metric.compute_metrics(metric.results)
+    metric.results.clear()
     model.train(was_training)
     return EvalResult(scores=metric.last_scores, metrics=metrics, confusion=metric.last_confusion,
                       predictions=predictions, seconds=time.perf_counter() - t0)

@@ -2,8 +2,8 @@
 
 Use it in a config as ``val_evaluator = dict(type="RGBTIoUMetric")``. It reports percentages (like mmseg's
 ``IoUMetric``): ``mIoU`` (every class, ``unlabeled`` counted, the papers' number), ``mIoU_present`` (classes present in
-the ground truth), ``mAcc``, ``mAcc_present``, ``aAcc`` and ``IoU.<class>`` for every class. The arithmetic lives in
-:mod:`downstream.segmentation.confusion`.
+the ground truth), ``mIoU_nanmean`` (CMX/MRFS-style), ``mAcc``, ``mAcc_present``, ``aAcc`` and ``IoU.<class>`` for every
+class. The arithmetic and the exact definitions live in :mod:`downstream.segmentation.confusion`.
 """
 
 from __future__ import annotations

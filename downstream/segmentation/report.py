@@ -72,9 +72,10 @@ def results_markdown(rows: Sequence[ResultRow], *, title: str | None = None) -> 
         lines.append(f"| {r.label} | " + " | ".join(cells) + " |")
     present = rows[0].scores.present
     lines += ["", f"mIoU: mean IoU over all {len(classes)} classes, `unlabeled` included, undefined counted as 0 "
-              "(the MFNet/RTFNet protocol used by the fusion papers). mIoU_present: mean over the "
+              "(the RTFNet/SegMiF protocol for MFNet and FMB). mIoU_present: mean over the "
               f"{len(present)} classes present in the test ground truth. mAcc: mean per-class accuracy over all "
-              "classes. Per-class columns are IoU (%); – = class neither present nor predicted."]
+              "classes. Per-class columns are IoU (%); – = class neither present nor predicted. "
+              "runs/*/result.json also has mIoU_nanmean (CMX/MRFS-style), aAcc and the confusion matrix."]
     return "\n".join(lines) + "\n"
 
 
