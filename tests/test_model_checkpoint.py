@@ -76,6 +76,27 @@ def test_save_load_roundtrip(tmp_path, suffix):
         assert torch.equal(model.eval()(a, b, 2), loaded.eval()(a, b, 2))
 
 
+def test_omit_zeros_stores_zero_tensors_as_metadata_only(tmp_path):
+    model = make()
+    with torch.no_grad():
+        model.blocks[0].mlp.fc1.weight.zero_()  # a large tensor that is all zeros
+    full = save_checkpoint(model, tmp_path / "full.safetensors")
+    small = save_checkpoint(model, tmp_path / "small.safetensors", omit_zeros=True)
+    assert small.stat().st_size < full.stat().st_size - model.blocks[0].mlp.fc1.weight.numel() * 4 + 4096
+    from safetensors import safe_open
+
+    with safe_open(str(small), framework="pt") as f:
+        assert "blocks.0.mlp.fc1.weight" not in f.keys()
+    sd_full, _ = read_checkpoint(full)
+    sd_small, _ = read_checkpoint(small)
+    assert sd_full.keys() == sd_small.keys()
+    for key, value in sd_full.items():
+        assert sd_small[key].dtype == value.dtype and torch.equal(sd_small[key], value), key
+    assert_same_state(model, create_model("tcmoa_tiny", checkpoint=small))
+    with pytest.raises(ValueError, match="omit_zeros needs a .safetensors path"):
+        save_checkpoint(model, tmp_path / "x.pth", omit_zeros=True)
+
+
 def test_official_layout_bare_dict_and_module_prefix(tmp_path):
     model = make()
     sd = model.state_dict()
