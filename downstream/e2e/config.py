@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 from typing import Any
 
 from fusion.errors import ConfigError
+from fusion.utils.config import get_dotted as _get
+from fusion.utils.config import load_layered_config
+from fusion.utils.config import merge_config as _merge
 
 __all__ = ["DEFAULTS", "MODES", "default_config", "load_config", "merge_config", "validate_config"]
 
@@ -120,50 +122,12 @@ def default_config() -> dict[str, Any]:
     return copy.deepcopy(DEFAULTS)
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({exc.__class__.__name__})") from None
-    elif suffix == ".py":
-        scope: dict[str, Any] = {}
-        try:
-            exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)  # noqa: S102 - user's config
-        except Exception as exc:
-            raise ConfigError(f"{path}: cannot execute config ({exc.__class__.__name__}: {exc})") from None
-        data = scope.get("cfg")
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a Python config must define a dict named 'cfg'")
-    else:
-        raise ConfigError(f"{path}: config files must be .py, .yaml or .yml")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping, got {type(data).__name__}")
-    return copy.deepcopy(data)
-
-
 def merge_config(base: dict[str, Any], update: dict[str, Any], *, where: str = "") -> dict[str, Any]:
     """Recursively merge ``update`` into a copy of ``base``; unknown keys raise :class:`ConfigError`."""
-    out = copy.deepcopy(base)
-    open_section = where.rstrip(".") in _OPEN_KEYS
-    for key, value in update.items():
-        name = f"{where}{key}"
-        if key not in out and not open_section:
-            raise ConfigError(f"unknown config key {name!r} (known here: {', '.join(sorted(out))})")
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_config(out[key], value, where=f"{name}.")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    return _merge(base, update, where=where, open_keys=_OPEN_KEYS)
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None, *,
-                _depth: int = 0) -> dict[str, Any]:
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load a config file over :data:`DEFAULTS` (following ``_base_``), apply ``overrides``, validate.
 
     Args:
@@ -173,28 +137,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     Raises:
         ConfigError: unreadable file, unknown key, bad value, or a ``_base_`` cycle.
     """
-    if _depth > 8:
-        raise ConfigError(f"{path}: _base_ chain deeper than 8 (a cycle?)")
-    cfg = default_config()
-    if path is not None:
-        p = Path(path)
-        data = _read_file(p)
-        base = data.pop("_base_", None)
-        if base is not None:
-            cfg = load_config((p.parent / base).resolve(), _depth=_depth + 1)
-        cfg = merge_config(cfg, data)
-    if overrides:
-        cfg = merge_config(cfg, overrides)
-    if _depth == 0:
-        validate_config(cfg)
-    return cfg
-
-
-def _get(cfg: dict[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+    return load_layered_config(path, overrides, defaults=DEFAULTS, validate=validate_config, open_keys=_OPEN_KEYS)
 
 
 def _positive_int(cfg: dict[str, Any], key: str, *, zero: bool = False, none: bool = False) -> None:

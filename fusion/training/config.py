@@ -13,10 +13,12 @@ from __future__ import annotations
 import copy
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 from fusion.errors import ConfigError
+from fusion.utils.config import get_dotted as _get
+from fusion.utils.config import load_layered_config
+from fusion.utils.config import merge_config as _merge
 
 __all__ = ["DEFAULTS", "default_config", "load_config", "merge_config", "validate_config", "TASK_ORDER"]
 
@@ -92,73 +94,12 @@ def default_config() -> dict[str, Any]:
     return copy.deepcopy(DEFAULTS)
 
 
-def _yaml_loader():
-    """PyYAML's SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``; 1.2 and JSON do not)."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    float_re = re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    )
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", float_re, list("-+0123456789."))
-    return Loader
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({exc.__class__.__name__})") from None
-    elif suffix == ".py":
-        scope: dict[str, Any] = {}
-        try:
-            code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
-            exec(code, scope)  # noqa: S102 - config files are the user's own code, like mmengine configs
-        except Exception as exc:
-            raise ConfigError(f"{path}: cannot execute config ({exc.__class__.__name__}: {exc})") from None
-        if "cfg" not in scope or not isinstance(scope["cfg"], dict):
-            raise ConfigError(f"{path}: a Python config must define a dict named 'cfg'")
-        data = dict(scope["cfg"])
-        if "_base_" in scope and "_base_" not in data:  # mmengine style: _base_ as a module-level name
-            data["_base_"] = scope["_base_"]
-    else:
-        raise ConfigError(f"{path}: config files must be .py, .yaml or .yml")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping, got {type(data).__name__}")
-    return copy.deepcopy(data)
-
-
 def merge_config(base: dict[str, Any], update: dict[str, Any], *, strict: bool = True, where: str = "") -> dict:
     """Recursively merge ``update`` into a copy of ``base``; with ``strict`` unknown keys raise ConfigError."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        name = f"{where}{key}"
-        if strict and key not in out and not any(name.startswith(f"{k}.") for k in _OPEN_KEYS):
-            known = ", ".join(sorted(out))
-            raise ConfigError(f"unknown config key {name!r} (known here: {known})")
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and name not in _OPEN_KEYS:
-            out[key] = merge_config(out[key], value, strict=strict, where=f"{name}.")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    return _merge(base, update, strict=strict, where=where, open_keys=_OPEN_KEYS)
 
 
-def load_config(
-    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None, *, _depth: int = 0
-) -> dict[str, Any]:
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load a config file over :data:`DEFAULTS` (following ``_base_``), then apply ``overrides``.
 
     Args:
@@ -168,27 +109,7 @@ def load_config(
     Raises:
         ConfigError: unreadable file, unknown key, bad value, or a ``_base_`` cycle.
     """
-    if _depth > 8:
-        raise ConfigError(f"{path}: _base_ chain deeper than 8 (a cycle?)")
-    cfg = default_config()
-    if path is not None:
-        p = Path(path)
-        data = _read_file(p)
-        base = data.pop("_base_", None)
-        if base is not None:
-            cfg = load_config((p.parent / base).resolve(), _depth=_depth + 1)
-        cfg = merge_config(cfg, data, where="")
-    if overrides:
-        cfg = merge_config(cfg, overrides)
-    validate_config(cfg)
-    return cfg
-
-
-def _get(cfg: dict[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+    return load_layered_config(path, overrides, defaults=DEFAULTS, validate=validate_config, open_keys=_OPEN_KEYS)
 
 
 def validate_config(cfg: dict[str, Any]) -> None:
