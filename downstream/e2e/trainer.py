@@ -26,13 +26,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -57,11 +55,10 @@ from fusion.training.distributed import (
     all_reduce_mean,
     barrier,
     cleanup_distributed,
-    init_distributed,
 )
 from fusion.training.feedback import RunLogger, csv_columns
+from fusion.training.runtime import seed_everything, setup_runtime
 from fusion.training.schedule import build_optimizer, lr_at, param_groups
-from fusion.utils.device import resolve_device
 from fusion.utils.io import atomic_write_text
 from fusion.utils.logging import get_logger
 
@@ -99,12 +96,6 @@ def lambda_seg_at(cfg: dict[str, Any], iteration: int) -> float:
     period = int(cfg["schedule"]["seg_iters"]) + int(cfg["schedule"]["fusion_iters"])
     rounds = max(0, iteration - warm) // period
     return base * (1.0 + float(cfg["schedule"]["lambda_seg_growth"]) * rounds)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def split_datasets(seg_cfg: Any, cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -159,20 +150,14 @@ class E2ETrainer:
         self.cfg = copy.deepcopy(cfg)
         self.callbacks = list(callbacks)
         tr = self.cfg["train"]
-        if tr["threads"]:
-            torch.set_num_threads(int(tr["threads"]))
-        if tr["deterministic"]:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        self.dist: DistInfo = init_distributed(resolve_device(tr["device"]))
+        self.dist: DistInfo = setup_runtime(tr)
         self.device = self.dist.device
         self.output_dir = Path(self.cfg["output_dir"])
         self.ckpt_dir = self.output_dir / "checkpoints"
         crop = self.cfg["data"]["crop_size"]
         self.crop_size = (crop, crop) if isinstance(crop, int) else (int(crop[0]), int(crop[1]))
 
-        _seed_everything(int(tr["seed"]))
+        seed_everything(int(tr["seed"]))
         mc, sc = self.cfg["model"], self.cfg["segmenter"]
         self.fuser, self.fusion_init = build_fusion_model(mc["name"], mc["checkpoint"], mc["init"], mc["overrides"],
                                                           freeze=mc["freeze"], skip_identity=mc["skip_identity_blocks"])
@@ -225,7 +210,7 @@ class E2ETrainer:
         self._frozen_cache: dict[tuple[int, ...], torch.Tensor] = {}
         self._last: dict[str, Any] = {}
 
-        _seed_everything(int(tr["seed"]) + self.dist.rank)
+        seed_everything(int(tr["seed"]) + self.dist.rank)
         resume_path = self._resolve_resume(resume)
         if resume_path is not None:
             self.load(resume_path)

@@ -16,14 +16,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -46,12 +44,11 @@ from fusion.training.distributed import (
     all_reduce_mean,
     barrier,
     cleanup_distributed,
-    init_distributed,
 )
 from fusion.training.ema import ModelEMA
 from fusion.training.feedback import RunLogger, csv_columns
+from fusion.training.runtime import seed_everything, setup_runtime
 from fusion.training.schedule import build_optimizer, lr_at, param_groups, set_lr
-from fusion.utils.device import resolve_device
 from fusion.utils.io import atomic_write_text
 from fusion.utils.logging import get_logger
 
@@ -66,12 +63,6 @@ FIXED_BACKBONE_KEYS: tuple[str, ...] = ("cls_token", "pos_embed", "decoder_pos_e
 """Parameters that stay frozen even with ``train.unfreeze`` (MAE keeps its sin-cos embeddings fixed)."""
 
 Callback = Callable[["Trainer"], None]
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -100,19 +91,13 @@ class Trainer:
         self.cfg = copy.deepcopy(cfg)
         self.callbacks = list(callbacks)
         tr = self.cfg["train"]
-        if tr["threads"]:
-            torch.set_num_threads(int(tr["threads"]))
-        if tr["deterministic"]:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        self.dist: DistInfo = init_distributed(resolve_device(tr["device"]))
+        self.dist: DistInfo = setup_runtime(tr)
         self.device = self.dist.device
         self.output_dir = Path(self.cfg["output_dir"])
         self.ckpt_dir = self.output_dir / "checkpoints"
 
         # the model is built from the same seed on every process; per-process seeds (official: seed + rank) follow
-        _seed_everything(int(tr["seed"]))
+        seed_everything(int(tr["seed"]))
         self.module = self._build_model()
         self.streams = self._build_streams()
         if not self.streams:
@@ -146,7 +131,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._last_batches: dict[str, dict[str, Any]] = {}
 
-        _seed_everything(int(tr["seed"]) + self.dist.rank)
+        seed_everything(int(tr["seed"]) + self.dist.rank)
         resume_path = self._resolve_resume(resume)
         if resume_path is not None:
             self.load(resume_path)
