@@ -67,8 +67,9 @@ def test_shim_builds_segformer_and_runs_one_training_step():
 
 
 def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
-    from downstream._compat import allow_mmengine_checkpoints
     from mmengine.logging.history_buffer import HistoryBuffer
+
+    from downstream._compat import allow_mmengine_checkpoints
 
     ckpt = {"state_dict": {"w": torch.ones(2)}, "message_hub": {"loss": HistoryBuffer([1.0, 2.0], [1, 1])},
             "meta": {"arr": np.arange(3), "f": np.float64(1.5)}}

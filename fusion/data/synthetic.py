@@ -364,17 +364,15 @@ def write_fmb(
 
 def _voc_xml(filename: str, width: int, height: int, boxes: list[Box]) -> str:
     objs = "".join(
-        "\t<object>\n\t\t<name>{}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
-        "\t\t<difficult>0</difficult>\n\t\t<bndbox>\n\t\t\t<xmin>{}</xmin>\n\t\t\t<ymin>{}</ymin>\n"
-        "\t\t\t<xmax>{}</xmax>\n\t\t\t<ymax>{}</ymax>\n\t\t</bndbox>\n\t</object>\n".format(
-            b.cls, int(b.x1), int(b.y1), int(b.x2), int(b.y2)
-        )
+        f"\t<object>\n\t\t<name>{b.cls}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
+        f"\t\t<difficult>0</difficult>\n\t\t<bndbox>\n\t\t\t<xmin>{int(b.x1)}</xmin>\n\t\t\t<ymin>{int(b.y1)}</ymin>\n"
+        f"\t\t\t<xmax>{int(b.x2)}</xmax>\n\t\t\t<ymax>{int(b.y2)}</ymax>\n\t\t</bndbox>\n\t</object>\n"
         for b in boxes
     )
     return (
-        "<annotation>\n\t<folder>Annotations</folder>\n\t<filename>{}</filename>\n\t<size>\n\t\t<width>{}</width>\n"
-        "\t\t<height>{}</height>\n\t\t<depth>1</depth>\n\t</size>\n\t<segmented>0</segmented>\n{}</annotation>\n"
-    ).format(filename, width, height, objs)
+        f"<annotation>\n\t<folder>Annotations</folder>\n\t<filename>{filename}</filename>\n\t<size>\n\t\t<width>{width}</width>\n"
+        f"\t\t<height>{height}</height>\n\t\t<depth>1</depth>\n\t</size>\n\t<segmented>0</segmented>\n{objs}</annotation>\n"
+    )
 
 
 def write_llvip(
