@@ -1,22 +1,13 @@
-"""Official recipe (design §4): Large backbone from MAE, frozen; LLVIP / SICE / RealMFF + MFI-WHU; 448 crops.
+"""Official recipe (design §4) with the Large backbone: the Base recipe's data and schedule, only the model differs.
 
 Run on 3 GPUs as the authors (batch 3 per task per GPU):
     torchrun --nproc_per_node 3 pipelines/train_fusion.py --config configs/fusion/tcmoa_large.py \
         --cfg-options model.pretrained_backbone=/path/mae_visualize_vit_large_ganloss.pth train.amp=fp16
-Dataset roots below are placeholders: point them at your copies (layouts are detected).
 """
 
-_base_ = "defaults.py"
+_base_ = "tcmoa_base.py"
 
 cfg = dict(
     model=dict(name="tcmoa_large"),
-    data=dict(
-        tasks=dict(
-            vif=dict(datasets=[dict(root="data/LLVIP", layout="llvip", split="train")]),
-            mef=dict(datasets=[dict(root="data/SICE", layout="sice")]),
-            mff=dict(datasets=[dict(root="data/RealMFF", layout="realmff"),
-                               dict(root="data/MFI-WHU", layout="mfi_whu")]),
-        ),
-    ),
     output_dir="work_dirs/tcmoa_large",
 )
