@@ -139,3 +139,24 @@ def test_640x480_speed():
         dt = time.perf_counter() - t
         assert out.shape == (480, 640, 3) and out.dtype == np.uint8
         assert dt < 2.0, f"{name} took {dt:.2f}s on 640x480"
+
+
+def test_baseline_lookup_does_not_import_the_model_stack():
+    """Providers load in order until the name is found: a baseline never pays for TC-MoA or training imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from fusion.fusers import create_fuser\n"
+        "create_fuser('average')\n"
+        "print('fusion.models' in sys.modules, 'fusion.training' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "False"]
+
+
+def test_unknown_method_lists_every_provider():
+    with pytest.raises(ConfigError, match=r"unknown fusion method 'nope' \(known: .*average.*tcmoa_e2e.*tcmoa_tiny"):
+        create_fuser("nope")

@@ -16,7 +16,6 @@ from fusion.errors import CheckpointError
 from fusion.fusers.base import register_fuser
 from fusion.fusers.tcmoa import TCMoAFuser
 from fusion.models import create_model
-from fusion.training.trainer import skip_identity_blocks
 
 __all__ = ["TCMoAE2EFuser", "create_tcmoa_e2e"]
 
@@ -39,7 +38,6 @@ class TCMoAE2EFuser(TCMoAFuser):
         fuser_settings = {k: v for k, v in settings.items() if k in fuser_keys}
         overrides = {k: v for k, v in settings.items() if k not in fuser_keys}
         model = create_model(ck.model_name, checkpoint=ck.fusion_checkpoint(), **overrides)
-        skip_identity_blocks(model)  # bit-identical; most of a codec-initialised model's blocks are identities
         super().__init__(ck.model_name, str(checkpoint), model=model, **fuser_settings)
         self.overrides = overrides
         self.name = "tcmoa_e2e"

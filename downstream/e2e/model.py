@@ -52,7 +52,7 @@ def build_fusion_model(name: str = "tcmoa_tiny", checkpoint: str | os.PathLike |
         overrides: TC-MoA config overrides.
         freeze: ``fnmatch`` patterns of TC-MoA parameter names to keep frozen as well (each must match one).
         skip_identity: short-cut frozen backbone blocks that are exact identities
-            (:func:`fusion.training.trainer.skip_identity_blocks`; bit-identical, much faster for the codec init).
+            (:func:`fusion.models.shortcuts.skip_identity_blocks`; bit-identical, much faster for the codec init).
 
     Returns:
         ``(model, source)`` with ``source`` one of :data:`FUSION_INITS`; the model is in training mode with its MAE
@@ -66,7 +66,7 @@ def build_fusion_model(name: str = "tcmoa_tiny", checkpoint: str | os.PathLike |
         for p in hits:
             p.requires_grad_(False)
     if skip_identity:
-        from fusion.training.trainer import skip_identity_blocks
+        from fusion.models.shortcuts import skip_identity_blocks
 
         skipped = skip_identity_blocks(model)
         if skipped:

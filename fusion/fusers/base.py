@@ -99,8 +99,11 @@ def register_fuser(name: str) -> Callable[[Callable[..., Fuser]], Callable[..., 
     return deco
 
 
-def _load_providers() -> None:
+def _load_providers(until: str | None = None) -> None:
+    """Import the provider modules in order; stop once ``until`` is registered (cheap providers come first)."""
     for mod in _PROVIDERS:
+        if until is not None and until in _REGISTRY:
+            return
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
@@ -122,7 +125,7 @@ def create_fuser(spec: str | Fuser, **settings: Any) -> Fuser:
     name, sep, arg = str(spec).partition(":")
     name = name.strip()
     if name not in _REGISTRY:
-        _load_providers()
+        _load_providers(until=name)
     if name not in _REGISTRY:
         raise ConfigError(f"unknown fusion method {name!r} (known: {', '.join(sorted(_REGISTRY))})")
     factory = _REGISTRY[name]
