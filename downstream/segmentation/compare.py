@@ -64,6 +64,7 @@ from fusion.fusers import list_fusers
 from fusion.utils.device import resolve_device
 from fusion.utils.io import atomic_write_text, is_within, write_image
 from fusion.utils.logging import get_logger
+from fusion.weights import SHIPPED_WEIGHTS
 
 __all__ = [
     "CONFIG_DIR",
@@ -84,7 +85,7 @@ log = get_logger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "seg"
 DEFAULT_BASELINES: tuple[str, ...] = ("average", "maximum")
 """Classical fusers compared by default (registered in :mod:`fusion.fusers.baselines`)."""
-SHIPPED_TCMOA = ("tcmoa_tiny", Path(__file__).resolve().parents[2] / "fusion" / "weights" / "tcmoa_tiny.safetensors")
+SHIPPED_TCMOA = ("tcmoa_tiny", SHIPPED_WEIGHTS["tcmoa_tiny"])
 """The shipped TC-MoA model: compared by default when its weights file exists."""
 
 _SYNTHETIC_CONFIG = "fcn_r18-slim_mfnet-synthetic.py"

@@ -22,13 +22,10 @@ from fusion.fusers.base import Fuser, check_pair, register_fuser
 from fusion.models import TCMoA, create_model, fuse_arrays, resolve_amp_dtype
 from fusion.models.shortcuts import skip_identity_blocks
 from fusion.utils.device import resolve_device
+from fusion.weights import SHIPPED_WEIGHTS
 
 __all__ = ["TCMoAFuser", "SHIPPED_WEIGHTS", "OFFICIAL_CHECKPOINT_HELP"]
 
-SHIPPED_WEIGHTS: dict[str, Path] = {
-    "tcmoa_tiny": Path(__file__).resolve().parents[1] / "weights" / "tcmoa_tiny.safetensors",
-}
-"""Weights that ship with the package (used when a spec names no checkpoint)."""
 
 OFFICIAL_CHECKPOINT_HELP = (
     "download the official TC-MoA checkpoint from the links in the README of https://github.com/YangSun22/TC-MoA "

@@ -1,1 +1,12 @@
 """Shipped model weights (package data): ``tcmoa_tiny.safetensors`` with its model card ``tcmoa_tiny.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["SHIPPED_WEIGHTS"]
+
+SHIPPED_WEIGHTS: dict[str, Path] = {
+    "tcmoa_tiny": Path(__file__).resolve().parent / "tcmoa_tiny.safetensors",
+}
+"""Weights that ship with the package (used when a fuser spec names no checkpoint)."""
