@@ -13,6 +13,10 @@ Why each fix exists (measured, see the README's dependency notes):
 * **mmengine checkpoints under ``weights_only``.** torch's safe loader refuses mmengine's ``HistoryBuffer`` and the
   numpy objects in a checkpoint's ``message_hub``. We allow-list exactly those types instead of switching safe loading
   off globally.
+* **mmseg class-weighted cross-entropy.** mmseg 1.2.2's ``cross_entropy`` computes its averaging factor by indexing
+  the class weights with every label, the ignore label (255) included, which raises ``IndexError`` as soon as a
+  batch holds an ignored pixel (padding, void labels). The patch computes that factor over the valid pixels only,
+  as ``torch.nn.functional.cross_entropy`` does; batches without ignored pixels get exactly the old value.
 * **ultralytics offline.** ``YOLO_OFFLINE=1``, a project-local ``YOLO_CONFIG_DIR`` (never the user's global settings)
   and a local font so that nothing is downloaded.
 """
@@ -33,6 +37,7 @@ from fusion.utils.logging import get_logger
 __all__ = [
     "install_mmcv_lite_shim",
     "allow_mmengine_checkpoints",
+    "patch_mmseg_weighted_cross_entropy",
     "prepare_mmseg",
     "setup_ultralytics_offline",
     "ultralytics_config_dir",
@@ -97,6 +102,25 @@ def allow_mmengine_checkpoints() -> None:
     torch.serialization.add_safe_globals(safe)
 
 
+def patch_mmseg_weighted_cross_entropy() -> None:
+    """Make mmseg's class-weighted cross-entropy accept ignored pixels (see the module docstring)."""
+    from mmseg.models.losses import cross_entropy_loss as ce
+
+    if getattr(ce.cross_entropy, "_ignore_safe", False):
+        return
+    original = ce.cross_entropy
+
+    def cross_entropy(pred, label, weight=None, class_weight=None, reduction="mean", avg_factor=None,
+                      ignore_index=-100, avg_non_ignore=False):
+        if class_weight is not None and avg_factor is None and reduction == "mean":
+            avg_factor = class_weight[label[label != ignore_index]].sum()
+        return original(pred, label, weight=weight, class_weight=class_weight, reduction=reduction,
+                        avg_factor=avg_factor, ignore_index=ignore_index, avg_non_ignore=avg_non_ignore)
+
+    cross_entropy._ignore_safe = True
+    ce.cross_entropy = cross_entropy
+
+
 _MMSEG_READY = False
 
 
@@ -107,6 +131,7 @@ def prepare_mmseg() -> None:
         return
     install_mmcv_lite_shim()
     allow_mmengine_checkpoints()
+    patch_mmseg_weighted_cross_entropy()
     from mmseg.utils import register_all_modules
 
     register_all_modules(init_default_scope=True)

@@ -111,3 +111,25 @@ def test_missing_pt_is_refused_fast(tmp_path):
     with pytest.raises(CheckpointError, match="yolov8n.pt: weights file not found"):
         check_local_weights(tmp_path / "yolov8n.pt")
     assert check_local_weights("yolov8n.yaml").name == "yolov8n.yaml"
+
+
+def test_class_weighted_cross_entropy_ignores_void_pixels():
+    """mmseg 1.2.2 indexes the class weights with the ignore label; the patched loss averages over valid pixels."""
+    from downstream._compat import prepare_mmseg
+
+    prepare_mmseg()
+    from mmseg.models.losses import CrossEntropyLoss
+
+    torch.manual_seed(0)
+    weights = [1.0, 2.0, 3.0]
+    loss = CrossEntropyLoss(class_weight=weights)
+    logits = torch.randn(2, 3, 4, 5)
+    labels = torch.randint(0, 3, (2, 4, 5))
+    labels[:, :2] = 255
+    got = loss(logits, labels, ignore_index=255)
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor(weights), ignore_index=255)
+    assert torch.allclose(got, expected, atol=1e-6)
+    full = torch.randint(0, 3, (2, 4, 5))  # no void pixel: the value mmseg computed before the patch
+    w = torch.tensor(weights)
+    per_pixel = torch.nn.functional.cross_entropy(logits, full, weight=w, reduction="none")
+    assert torch.allclose(loss(logits, full, ignore_index=255), per_pixel.sum() / w[full].sum(), atol=1e-6)
