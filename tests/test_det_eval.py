@@ -192,3 +192,28 @@ def test_cli_missing_checkpoint_is_one_line(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "error: yolov8n.pt: weights file not found (no download is attempted; give a local .pt or a .yaml)"
     ]
+
+
+def test_synthetic_scenes_are_rewritten_when_the_generator_changes(tmp_path):
+    from downstream.detection.evaluate import SYNTHETIC_GENERATOR_VERSION, prepare_synthetic_llvip
+    from fusion.errors import DatasetError
+
+    sizes = {"n_train": 2, "n_test": 1, "height": 64, "width": 80}
+    root = prepare_synthetic_llvip(tmp_path / "syn", **sizes)
+    stamp = json.loads((root / "synthetic.json").read_text())
+    assert stamp["generator"] == SYNTHETIC_GENERATOR_VERSION and stamp["n_train"] == 2
+    marker = root / "visible" / "train" / "010001.jpg"
+    os.utime(marker, (1, 1))
+    assert prepare_synthetic_llvip(root, **sizes) == root and marker.stat().st_mtime == 1  # reused as it is
+    # Scenes from an older generator (no version in the stamp) are replaced, not reused.
+    (root / "synthetic.json").write_text(json.dumps({k: v for k, v in stamp.items() if k != "generator"}))
+    prepare_synthetic_llvip(root, **sizes)
+    assert marker.stat().st_mtime > 1
+    assert json.loads((root / "synthetic.json").read_text())["generator"] == SYNTHETIC_GENERATOR_VERSION
+    # A folder the writer did not make is never deleted.
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    with pytest.raises(DatasetError, match="not written by det_eval"):
+        prepare_synthetic_llvip(foreign, **sizes)
+    assert (foreign / "keep.txt").read_text() == "x"

@@ -111,3 +111,58 @@ def test_hundreds_of_pairs_quickly():
     for i in range(100):
         render_scene(i, height=120, width=160)
     assert time.perf_counter() - t < 20  # generous: a few hundred pairs in seconds
+
+
+def _ring_contrast(img: np.ndarray, person: np.ndarray, box, pad: int = 4) -> float:
+    """|mean over the person's pixels − mean over a ``pad``-pixel ring around its box|."""
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = (int(v) for v in (box.x1, box.y1, box.x2, box.y2))
+    X1, Y1, X2, Y2 = max(0, x1 - pad), max(0, y1 - pad), min(w, x2 + pad), min(h, y2 + pad)
+    ring = np.zeros((h, w), bool)
+    ring[Y1:Y2, X1:X2] = True
+    ring[y1:y2, x1:x2] = False
+    inside = np.zeros((h, w), bool)
+    inside[y1:y2, x1:x2] = person[y1:y2, x1:x2]
+    return abs(float(img[inside].mean()) - float(img[ring].mean()))
+
+
+def test_thermal_crossover_people_are_seen_in_visible_light_only():
+    ir_c, vis_c, warm_ir = [], [], []
+    for i in range(24):
+        s = render_scene(i, illumination=0.9, thermal_crossover=0.75)
+        gray = s.vis.astype(float).mean(axis=2)
+        person = s.mfnet_label == MFNET_CLASSES.index("person")
+        for b in s.boxes:
+            if b.visible_in == "vis":
+                ir_c.append(_ring_contrast(s.ir.astype(float), person, b))
+                vis_c.append(_ring_contrast(gray, person, b))
+            else:
+                assert b.visible_in == "both"  # daytime, warm
+                warm_ir.append(_ring_contrast(s.ir.astype(float), person, b))
+    assert len(ir_c) >= 15 and len(warm_ir) >= 3  # about three in four daytime people
+    assert np.median(vis_c) > 4 * np.median(ir_c)
+    assert np.median(warm_ir) > 5 * np.median(ir_c)
+    # Night scenes are never at crossover, and the default draws exactly the old scenes.
+    night = render_scene(5, illumination=0.1, thermal_crossover=1.0)
+    assert all(b.visible_in == "ir" for b in night.boxes)
+    np.testing.assert_array_equal(render_scene(5, illumination=0.1).ir, night.ir)
+    np.testing.assert_array_equal(render_scene(7, thermal_crossover=0.0).vis, render_scene(7).vis)
+
+
+def test_llvip_has_pedestrians_each_modality_misses(tmp_path):
+    root = write_llvip(tmp_path / "llvip", n_train=12, n_test=0, height=96, width=128)
+    seen = {"ir": 0, "vis": 0, "both": 0}
+    for i in range(12):
+        ident = f"{10000 + i + 1:06d}"
+        day = i % 2 == 1  # every other scene is daytime
+        illum = 0.9 if day else 0.05 + 0.2 * ((i * 7919) % 97) / 97
+        scene = render_scene(i, 0, 96, 128, illumination=illum, thermal_crossover=0.75)
+        objs = ET.parse(root / "Annotations" / f"{ident}.xml").findall("object")
+        assert [int(o.find("bndbox/xmin").text) for o in objs] == [int(b.x1) for b in scene.boxes]
+        ir = read_image(root / "infrared" / "train" / f"{ident}.jpg", mode="unchanged")[..., 0]
+        assert np.abs(ir.astype(int) - scene.ir).mean() < 3  # JPEG of the same pixels
+        for b in scene.boxes:
+            if not day:
+                assert b.visible_in == "ir"
+            seen[b.visible_in] += 1
+    assert seen["ir"] > 0 and seen["vis"] > 0

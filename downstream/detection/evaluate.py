@@ -50,6 +50,8 @@ log = get_logger(__name__)
 
 DEFAULT_INPUTS: tuple[str, ...] = ("ir", "vis", "maximum", EARLY_FUSION)
 SYNTHETIC_DEFAULTS: dict[str, int] = {"n_train": 48, "n_test": 160, "seed": 0, "height": 256, "width": 320}
+# Bumped whenever ``fusion.data.synthetic.write_llvip`` draws different scenes (2: daytime thermal crossover).
+SYNTHETIC_GENERATOR_VERSION = 2
 """Size of the synthetic LLVIP-layout set written when no ``data`` is given (sized for a CPU run under 10 min)."""
 
 
@@ -103,7 +105,9 @@ def prepare_synthetic_llvip(root: str | os.PathLike, **sizes: int) -> Path:
     root = Path(root)
     stamp = root / "synthetic.json"
     want = {**SYNTHETIC_DEFAULTS, **sizes}
-    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == want:
+    # The generator's version is part of the stamp so that scenes written by an older generator are rewritten.
+    record = {**want, "generator": SYNTHETIC_GENERATOR_VERSION}
+    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == record:
         return root
     if root.exists():
         if not stamp.is_file():
@@ -113,7 +117,7 @@ def prepare_synthetic_llvip(root: str | os.PathLike, **sizes: int) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     write_llvip(tmp, **want)
-    atomic_write_text(tmp / "synthetic.json", json.dumps(want, sort_keys=True))
+    atomic_write_text(tmp / "synthetic.json", json.dumps(record, sort_keys=True))
     tmp.rename(root)
     return root
 

@@ -3,7 +3,8 @@
 The scenes are built so that fusion matters:
 
 * pedestrians are warm: bright in infrared, but in visible light they are dark, low-contrast figures at night,
-  in shadow, or behind headlight glare;
+  in shadow, or behind headlight glare; optionally (``thermal_crossover``) some daytime pedestrians have the
+  background's temperature and are seen in visible light only;
 * lane marks, colour cones, car stops, speed bumps and signs have the road's temperature: visible light only;
 * cars are seen in both (warm engine and wheels, coloured bodies);
 * illumination ranges from day to night; the visible camera gets more noise in the dark, the infrared camera is
@@ -17,7 +18,8 @@ Writers produce the *original* on-disk layouts, so the project's real readers re
   ``train.txt`` / ``val.txt`` / ``test.txt``; 9 classes; names ``00001D`` (day) / ``00002N`` (night).
 * :func:`write_fmb`: ``{train,test}/{Visible,Infrared,Label}/<name>.png``; 15 classes.
 * :func:`write_llvip`: ``{visible,infrared}/{train,test}/<id>.jpg`` and ``Annotations/<id>.xml`` (Pascal VOC,
-  class ``person``), infrared stored as 3 equal channels as in LLVIP.
+  class ``person``), infrared stored as 3 equal channels as in LLVIP; its daytime pedestrians may be at thermal
+  crossover (invisible in infrared).
 """
 
 from __future__ import annotations
@@ -137,7 +139,12 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, scale: int) -> np.nd
 
 
 def render_scene(
-    index: int, seed: int = 0, height: int = 240, width: int = 320, illumination: float | None = None
+    index: int,
+    seed: int = 0,
+    height: int = 240,
+    width: int = 320,
+    illumination: float | None = None,
+    thermal_crossover: float = 0.0,
 ) -> Scene:
     """Render scene ``index`` of the family ``seed``.
 
@@ -146,6 +153,10 @@ def render_scene(
         seed: family seed; the pair is a pure function of ``(seed, index, height, width, illumination)``.
         height, width: output size in pixels (at least 48 × 64).
         illumination: 1 = full daylight, 0 = dark night; drawn from the seed when ``None``.
+        thermal_crossover: probability that a *daytime* pedestrian is at thermal crossover: body surface and
+            surroundings at the same temperature (a warm afternoon), so infrared does not show the person, who wears
+            bright clothes in full sun and is seen by the visible camera only (``Box.visible_in == "vis"``).
+            0 (default) draws no extra random numbers, so scenes are unchanged.
 
     Returns:
         A :class:`Scene` with ``vis`` (H, W, 3), ``ir`` (H, W), two label maps and the person boxes.
@@ -255,19 +266,28 @@ def render_scene(
             ph = h * 0.42 * s + 10
             cx = road_x(rng.uniform(-0.05, 1.05), y)
             m = _person_mask(c, cx, y, ph)
-            # Dark clothing close to the background at night; shadow or glare by day: hard for the visible camera.
-            base = c.vis[m.astype(bool)].mean(axis=0) if m.any() else np.full(3, 0.3, np.float32)
-            cloth = np.clip(base + rng.uniform(-0.06, 0.06, 3), 0, 1)
-            c.paint(m, cloth, rng.uniform(0.85, 0.98), "person", "person")
-            if not night and rng.random() < 0.7:
+            crossover = not night and thermal_crossover > 0 and rng.random() < thermal_crossover
+            if crossover:
+                # Body at the background's temperature; bright clothes in the sun (one saturated channel at least).
+                under = c.temp[m.astype(bool)].mean() if m.any() else 0.45
+                cloth = rng.uniform(0.05, 0.7, 3).astype(np.float32)
+                cloth[rng.integers(3)] = rng.uniform(0.85, 1.0)
+                c.paint(m, cloth, float(under) + rng.uniform(-0.01, 0.01), "person", "person")
+            else:
+                # Dark clothing close to the background at night; shadow or glare by day: hard for the visible camera.
+                base = c.vis[m.astype(bool)].mean(axis=0) if m.any() else np.full(3, 0.3, np.float32)
+                cloth = np.clip(base + rng.uniform(-0.06, 0.06, 3), 0, 1)
+                c.paint(m, cloth, rng.uniform(0.85, 0.98), "person", "person")
+            if not night and not crossover and rng.random() < 0.7:
                 # A cast shadow around the figure (tree, building): person and surroundings both dark.
                 sm = c.mask()
                 cv2.ellipse(sm, (int(cx), int(y - ph * 0.5)), (int(ph * 0.6), int(ph * 0.8)), 0, 0, 360, 1, -1)
                 shadow = np.maximum(shadow, cv2.GaussianBlur(sm.astype(np.float32), (0, 0), 2.0) * 0.85)
             ys, xs = np.nonzero(m)
             if len(xs):
+                seen_by = "vis" if crossover else "ir" if night else "both"
                 boxes.append(Box("person", float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1),
-                                 "ir" if night else "both"))
+                                 seen_by))
         elif kind == "bike":
             bw = w * 0.08 * s + 5
             cx = road_x(rng.uniform(0.0, 1.0), y)
@@ -376,15 +396,25 @@ def _voc_xml(filename: str, width: int, height: int, boxes: list[Box]) -> str:
 
 
 def write_llvip(
-    root: str | os.PathLike, n_train: int = 40, n_test: int = 20, seed: int = 0, height: int = 256, width: int = 320
+    root: str | os.PathLike,
+    n_train: int = 40,
+    n_test: int = 20,
+    seed: int = 0,
+    height: int = 256,
+    width: int = 320,
+    thermal_crossover: float = 0.75,
 ) -> Path:
-    """Write mostly-night scenes in the LLVIP layout (JPEG pairs + VOC XML with ``person`` boxes)."""
+    """Write mostly-night scenes in the LLVIP layout (JPEG pairs + VOC XML with ``person`` boxes).
+
+    Half the scenes are night (pedestrians warm in infrared, dark in visible light); in the daytime half each
+    pedestrian is at thermal crossover with probability ``thermal_crossover`` (see :func:`render_scene`), seen by the
+    visible camera only. So each modality misses pedestrians the other one shows, and a detector needs both.
+    """
     root = Path(root)
     for i in range(n_train + n_test):
         part = "train" if i < n_train else "test"
-        # LLVIP is a low-light set: three scenes in four are night.
-        illum = 0.9 if i % 4 == 3 else 0.05 + 0.2 * ((i * 7919) % 97) / 97
-        s = render_scene(i, seed, height, width, illumination=illum)
+        illum = 0.9 if i % 2 == 1 else 0.05 + 0.2 * ((i * 7919) % 97) / 97
+        s = render_scene(i, seed, height, width, illumination=illum, thermal_crossover=thermal_crossover)
         ident = f"{(1 if part == 'train' else 19) * 10000 + i + 1:06d}"
         write_image(root / "visible" / part / f"{ident}.jpg", s.vis)
         write_image(root / "infrared" / part / f"{ident}.jpg", np.repeat(s.ir[..., None], 3, axis=2))
