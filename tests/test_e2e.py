@@ -68,6 +68,7 @@ def test_defaults_file_equals_defaults():
     ({"data": {"crop_size": [100, 112]}}, "multiples of 112"),
     ({"schedule": {"mode": "sometimes"}}, "schedule.mode"),
     ({"train": {"iters": 5, "seg_warmup_iters": 6}}, "exceeds"),
+    ({"data": {"synthetic": {"thermal_crossover": 1.5}}}, r"thermal_crossover=1.5: expected a probability"),
 ])
 def test_config_errors_name_the_key(override, match):
     from downstream.e2e.config import load_config

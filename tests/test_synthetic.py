@@ -166,3 +166,15 @@ def test_llvip_has_pedestrians_each_modality_misses(tmp_path):
                 assert b.visible_in == "ir"
             seen[b.visible_in] += 1
     assert seen["ir"] > 0 and seen["vis"] > 0
+
+
+def test_mfnet_and_fmb_writers_pass_thermal_crossover(tmp_path):
+    root = write_mfnet(tmp_path / "mfnet", n=4, height=96, width=128, thermal_crossover=1.0)
+    name = sorted(p.stem for p in (root / "images").glob("*D.png"))[0]  # a daytime scene
+    scene = render_scene(int(name[:5]) - 1, 0, 96, 128, thermal_crossover=1.0)
+    assert scene.boxes and all(b.visible_in == "vis" for b in scene.boxes)
+    rgbt = read_image(root / "images" / f"{name}.png", mode="unchanged")
+    np.testing.assert_array_equal(rgbt[..., 3], scene.ir)
+    fmb = write_fmb(tmp_path / "fmb", n_train=1, n_test=0, height=96, width=128, thermal_crossover=1.0)
+    first = render_scene(0, 0, 96, 128, thermal_crossover=1.0)
+    np.testing.assert_array_equal(read_image(fmb / "train" / "Infrared" / "00000.png", mode="unchanged"), first.ir)

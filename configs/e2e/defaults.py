@@ -20,7 +20,8 @@ cfg = {
     },
     "data": {
         "root": None,  # dataset root (the segmenter config's layout); None: synthetic MFNet-layout scenes
-        "synthetic": {"n": 100, "height": 112, "width": 112, "seed": 0},  # used when root is None
+        # used when root is None; thermal_crossover: share of daytime pedestrians seen in visible light only
+        "synthetic": {"n": 100, "height": 112, "width": 112, "seed": 0, "thermal_crossover": 0.0},
         "train_split": "train",
         "test_split": "test",
         "crop_size": [112, 112],  # [H, W] training crops, multiples of 112 (TC-MoA's input unit)

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "data": {
         "root": None,
-        "synthetic": {"n": 100, "height": 112, "width": 112, "seed": 0},
+        "synthetic": {"n": 100, "height": 112, "width": 112, "seed": 0, "thermal_crossover": 0.0},
         "train_split": "train",
         "test_split": "test",
         "crop_size": [112, 112],
@@ -202,6 +202,9 @@ def validate_config(cfg: dict[str, Any]) -> None:
     for key in ("n", "height", "width"):
         if not isinstance(syn.get(key), int) or syn[key] < 1:
             raise ConfigError(f"data.synthetic.{key}={syn.get(key)!r}: expected a positive int")
+    cross = syn.get("thermal_crossover")
+    if isinstance(cross, bool) or not isinstance(cross, (int, float)) or not 0 <= cross <= 1:
+        raise ConfigError(f"data.synthetic.thermal_crossover={cross!r}: expected a probability in [0, 1]")
     freeze = cfg["model"]["freeze"]
     if not isinstance(freeze, (list, tuple)) or not all(isinstance(f, str) for f in freeze):
         raise ConfigError(f"model.freeze={freeze!r}: expected a list of parameter-name patterns (fnmatch)")

@@ -353,12 +353,16 @@ def write_mfnet(
     height: int = 240,
     width: int = 320,
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    thermal_crossover: float = 0.0,
 ) -> Path:
-    """Write ``n`` scenes in the MFNet layout (4-channel PNG images, label PNGs, split lists) and return ``root``."""
+    """Write ``n`` scenes in the MFNet layout (4-channel PNG images, label PNGs, split lists) and return ``root``.
+
+    ``thermal_crossover``: see :func:`render_scene` (0: the default scenes).
+    """
     root = Path(root)
     names = []
     for i in range(n):
-        s = render_scene(i, seed, height, width)
+        s = render_scene(i, seed, height, width, thermal_crossover=thermal_crossover)
         write_image(root / "images" / f"{s.name}.png", np.dstack([s.vis, s.ir]))
         write_image(root / "labels" / f"{s.name}.png", s.mfnet_label)
         names.append(s.name)
@@ -368,13 +372,22 @@ def write_mfnet(
 
 
 def write_fmb(
-    root: str | os.PathLike, n_train: int = 40, n_test: int = 20, seed: int = 0, height: int = 240, width: int = 320
+    root: str | os.PathLike,
+    n_train: int = 40,
+    n_test: int = 20,
+    seed: int = 0,
+    height: int = 240,
+    width: int = 320,
+    thermal_crossover: float = 0.0,
 ) -> Path:
-    """Write scenes in the FMB layout (``{train,test}/{Visible,Infrared,Label}``) and return ``root``."""
+    """Write scenes in the FMB layout (``{train,test}/{Visible,Infrared,Label}``) and return ``root``.
+
+    ``thermal_crossover``: see :func:`render_scene` (0: the default scenes).
+    """
     root = Path(root)
     for i in range(n_train + n_test):
         part = "train" if i < n_train else "test"
-        s = render_scene(i, seed, height, width)
+        s = render_scene(i, seed, height, width, thermal_crossover=thermal_crossover)
         name = f"{i:05d}.png"
         write_image(root / part / "Visible" / name, s.vis)
         write_image(root / part / "Infrared" / name, s.ir)
