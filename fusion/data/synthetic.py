@@ -150,7 +150,7 @@ def render_scene(
 
     Args:
         index: scene number (any non-negative int).
-        seed: family seed; the pair is a pure function of ``(seed, index, height, width, illumination)``.
+        seed: family seed; the pair is a pure function of all the arguments.
         height, width: output size in pixels (at least 48 × 64).
         illumination: 1 = full daylight, 0 = dark night; drawn from the seed when ``None``.
         thermal_crossover: probability that a *daytime* pedestrian is at thermal crossover: body surface and
@@ -417,7 +417,7 @@ def write_llvip(
     width: int = 320,
     thermal_crossover: float = 0.75,
 ) -> Path:
-    """Write mostly-night scenes in the LLVIP layout (JPEG pairs + VOC XML with ``person`` boxes).
+    """Write night and day scenes in the LLVIP layout (JPEG pairs + VOC XML with ``person`` boxes).
 
     Half the scenes are night (pedestrians warm in infrared, dark in visible light); in the daytime half each
     pedestrian is at thermal crossover with probability ``thermal_crossover`` (see :func:`render_scene`), seen by the
