@@ -5,6 +5,7 @@ YOLO loss bridge and the command line. Everything runs on 112x112 synthetic scen
 from __future__ import annotations
 
 import copy
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from fusion.errors import CheckpointError, ConfigError
+from fusion.utils.io import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"depth": 4, "decoder_depth": 4}  # one encoder + one decoder TC-MoA module, real (random) frozen blocks
@@ -298,6 +300,8 @@ def test_comparison_reports_both_arms(mfnet_root, tmp_path):
     assert set(result["band"]) == {"EN", "SD", "Qabf"}
     md = (tmp_path / "cmp" / "results.md").read_text()
     assert "frozen fusion + segmenter" in md and "e2e (joint)" in md
+    grid = read_image(tmp_path / "cmp" / "qualitative.png")
+    assert grid.shape[0] > 4 * 112 and grid.shape[1] > 5 * 112  # 2 samples x 2 arms, 5 columns (tiles >= 112 px)
     assert (tmp_path / "cmp" / "e2e" / "e2e_final.safetensors").is_file()
 
 
@@ -328,3 +332,29 @@ def test_cli_bad_option_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown config key 'train.iterz'")
     assert "Traceback" not in proc.stderr
+
+
+def test_fusion_band_symmetric_and_one_sided():
+    from downstream.e2e.evaluate import band_limits, comparison_markdown, fusion_band
+
+    assert band_limits(0.05) == (-0.05, 0.05)
+    assert band_limits([-0.1, None]) == (-0.1, math.inf)
+    ref = {"EN": 6.0, "SD": 30.0, "Qabf": 0.40}
+    new = {"EN": 6.6, "SD": 27.0, "Qabf": 0.52}  # +10 %, -10 %, +30 %
+    out = fusion_band(new, ref, {"EN": 0.05, "SD": [-0.15, 0.05], "Qabf": [-0.10, None]})
+    assert out["EN"]["change"] == pytest.approx(0.10) and not out["EN"]["ok"]  # outside ±5 %
+    assert out["SD"]["ok"] and out["Qabf"]["ok"] and out["Qabf"]["band"] == [-0.10, None]
+    drop = fusion_band({"Qabf": 0.35}, ref, {"Qabf": [-0.10, None]})["Qabf"]
+    assert drop["change"] == pytest.approx(-0.125) and not drop["ok"]  # a rise is free, a drop is not
+    arm = {"seg": {"mIoU": 0.3, "mIoU_present": 0.3, "mAcc": 0.4}, "fusion": ref, "train_seconds": 1.0}
+    md = comparison_markdown({"mode": "joint", "arms": {"frozen": arm, "e2e": arm}, "band": out, "band_ok": False,
+                              "miou_gain": 0.0})
+    assert "EN +10.0% (±5%, OUT)" in md and "Qabf +30.0% (-10% … no upper limit)" in md
+
+
+@pytest.mark.parametrize("band", [{"Qabf": -0.1}, {"Qabf": [0.1, 0.2]}, {"Qabf": [-0.1]}, {"Qabf": "10%"}])
+def test_fusion_band_config_errors(band):
+    from downstream.e2e.config import load_config
+
+    with pytest.raises(ConfigError, match="eval.band.Qabf"):
+        load_config(None, {"eval": {"band": band}})

@@ -98,7 +98,7 @@ DEFAULTS: dict[str, Any] = {
     "eval": {
         "profile": "tang",
         "metrics": ["EN", "SD", "Qabf"],
-        "band": {"EN": 0.05, "SD": 0.15, "Qabf": 0.10},
+        "band": {"EN": 0.05, "SD": 0.15, "Qabf": [-0.10, None]},
     },
     "checkpoint": {"every_iters": 500, "keep_last": 2},
     "log": {"every_iters": 10, "tensorboard": False, "csv": True, "progress": True},
@@ -212,5 +212,10 @@ def validate_config(cfg: dict[str, Any]) -> None:
     if not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics):
         raise ConfigError(f"eval.metrics={metrics!r}: expected a list of metric names")
     for name, tol in cfg["eval"]["band"].items():
-        if not isinstance(tol, (int, float)) or tol < 0:
-            raise ConfigError(f"eval.band.{name}={tol!r}: expected a non-negative relative tolerance")
+        number = isinstance(tol, (int, float)) and not isinstance(tol, bool)
+        pair = isinstance(tol, (list, tuple)) and len(tol) == 2 and all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in tol)
+        ordered = pair and (tol[0] is None or tol[0] <= 0) and (tol[1] is None or tol[1] >= 0)
+        if not ((number and tol >= 0) or ordered):
+            raise ConfigError(f"eval.band.{name}={tol!r}: expected a relative tolerance t >= 0 (meaning ±t) or "
+                              "[low <= 0, high >= 0] (None: no limit on that side)")

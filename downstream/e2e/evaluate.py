@@ -36,7 +36,8 @@ from downstream.e2e.data import SegTriple, load_triple, to_tensor01
 from fusion.utils.io import atomic_write_text
 from fusion.utils.logging import get_logger
 
-__all__ = ["evaluate_pair", "fusion_band", "run_comparison", "prepare_synthetic_mfnet", "comparison_markdown"]
+__all__ = ["evaluate_pair", "band_limits", "fusion_band", "run_comparison", "prepare_synthetic_mfnet",
+           "comparison_markdown", "comparison_grid"]
 
 log = get_logger(__name__)
 
@@ -142,11 +143,21 @@ def evaluate_pair(fuser: nn.Module, segmenter: nn.Module, triples: Sequence[SegT
     return out
 
 
+def band_limits(tol: float | Sequence[float | None]) -> tuple[float, float]:
+    """``(low, high)`` relative-change limits of one band entry: ``t`` means ``(-t, t)``; ``[low, high]`` is taken
+    as given, ``None`` meaning no limit on that side (e.g. ``[-0.1, None]``: at most 10 % lower, any rise)."""
+    if isinstance(tol, (int, float)) and not isinstance(tol, bool):
+        return -float(tol), float(tol)
+    low, high = tol
+    return (-math.inf if low is None else float(low)), (math.inf if high is None else float(high))
+
+
 def fusion_band(finetuned: dict[str, float], reference: dict[str, float],
-                band: dict[str, float]) -> dict[str, dict[str, Any]]:
+                band: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Relative change of each banded fusion metric and whether it lies within its band.
 
-    ``change = (finetuned - reference) / |reference|``; a metric is ``ok`` when ``|change| <= band[metric]``.
+    ``change = (finetuned - reference) / |reference|``; a metric is ``ok`` when ``low <= change <= high`` with
+    ``(low, high) = band_limits(band[metric])``.
     """
     out = {}
     for name, tol in band.items():
@@ -154,9 +165,19 @@ def fusion_band(finetuned: dict[str, float], reference: dict[str, float],
             continue
         ref, val = reference[name], finetuned[name]
         change = (val - ref) / abs(ref) if ref else (math.inf if val else 0.0)
-        out[name] = {"reference": ref, "finetuned": val, "change": change, "band": tol,
-                     "ok": bool(abs(change) <= tol)}
+        low, high = band_limits(tol)
+        out[name] = {"reference": ref, "finetuned": val, "change": change,
+                     "band": [None if math.isinf(low) else low, None if math.isinf(high) else high],  # JSON-safe
+                     "ok": bool(low <= change <= high)}
     return out
+
+
+def _band_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None and low == -high:
+        return f"±{100 * high:.0f}%"
+    lo = "no lower limit" if low is None else f"{100 * low:+.0f}%"
+    hi = "no upper limit" if high is None else f"{100 * high:+.0f}%"
+    return f"{lo} … {hi}"
 
 
 def comparison_markdown(result: dict[str, Any]) -> str:
@@ -172,7 +193,7 @@ def comparison_markdown(result: dict[str, Any]) -> str:
                      f"{100 * r['seg']['mAcc']:.2f} | {vals} | {r['train_seconds']:.0f} |")
     band = result["band"]
     lines.append("")
-    changes = ", ".join(f"{m} {100 * v['change']:+.1f}% (±{100 * v['band']:.0f}%{'' if v['ok'] else ', OUT'})"
+    changes = ", ".join(f"{m} {100 * v['change']:+.1f}% ({_band_text(*v['band'])}{'' if v['ok'] else ', OUT'})"
                         for m, v in band.items())
     lines.append(f"Fusion metrics of the finetuned fuser vs the frozen one (relative change, allowed band): {changes}")
     lines.append(f"mIoU gain: {100 * result['miou_gain']:+.2f} points; fusion metrics within band: "
@@ -186,7 +207,8 @@ def run_comparison(cfg: dict[str, Any], out_dir: str | os.PathLike, *, progress:
     Args:
         cfg: an end-to-end configuration (``schedule.mode`` is the e2e arm's schedule; it must not be ``frozen``).
         out_dir: run folder: ``warmup/``, ``frozen/``, ``e2e/`` (each a trainer output folder with its
-            ``e2e_final.safetensors``), ``results.json`` and ``results.md``.
+            ``e2e_final.safetensors``), ``results.json``, ``results.md`` and ``qualitative.png`` (both arms on the
+            first test images).
 
     Returns:
         ``{"mode", "arms": {"frozen": scores, "e2e": scores}, "band": ...,
@@ -208,6 +230,7 @@ def run_comparison(cfg: dict[str, Any], out_dir: str | os.PathLike, *, progress:
 
     start = None
     triples = None
+    samples: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     if warm > 0:
         wcfg = copy.deepcopy(cfg)
         wcfg["output_dir"] = str(out / "warmup")
@@ -242,7 +265,7 @@ def run_comparison(cfg: dict[str, Any], out_dir: str | os.PathLike, *, progress:
             result["classes"] = list(trainer.classes)
         finally:
             trainer.close()
-        scores.pop("samples", None)
+        samples[arm] = scores.pop("samples", [])
         result["arms"][arm] = scores
         log.info("%s: test mIoU %.4f, fusion %s", arm, scores["seg"]["mIoU"],
                  {k: round(v, 4) for k, v in scores["fusion"].items()})
@@ -253,4 +276,26 @@ def run_comparison(cfg: dict[str, Any], out_dir: str | os.PathLike, *, progress:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(result, indent=2, default=str) + "\n")
     atomic_write_text(out / "results.md", comparison_markdown(result))
+    if samples.get("frozen") and samples.get("e2e"):
+        comparison_grid(samples, triples or [], result["classes"], out / "qualitative.png")
     return result
+
+
+def comparison_grid(samples: dict[str, list[tuple[str, np.ndarray, np.ndarray]]], triples: Sequence[SegTriple],
+                    classes: Sequence[str], path: str | os.PathLike) -> Path:
+    """Picture of both arms on the same test images: rows ``frozen`` / ``e2e`` per sample, columns visible |
+    infrared | fused | prediction | ground truth (:func:`downstream.segmentation.report.qualitative_grid`)."""
+    from downstream.segmentation.classes import FMB_PALETTE, MFNET_PALETTE
+    from downstream.segmentation.report import colorize, qualitative_grid
+
+    palette = {len(MFNET_PALETTE): MFNET_PALETTE, len(FMB_PALETTE): FMB_PALETTE}.get(len(classes))
+    if palette is None:  # another dataset: distinct, repeatable colours
+        palette = np.random.default_rng(0).integers(0, 256, (len(classes), 3)).tolist()
+    by_name = {t["name"]: t for t in triples}
+    rows = []
+    for (name, fused_f, pred_f), (_, fused_e, pred_e) in zip(samples["frozen"], samples["e2e"]):
+        vis, ir, label = load_triple(by_name[name])
+        gt = colorize(label, palette)
+        rows.append((name, "frozen fusion", [vis, ir, fused_f, colorize(pred_f, palette), gt]))
+        rows.append((name, "e2e fusion", [vis, ir, fused_e, colorize(pred_e, palette), gt]))
+    return qualitative_grid(rows, path, headers=("visible", "infrared", "fused", "prediction", "ground truth"))
