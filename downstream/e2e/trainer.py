@@ -40,24 +40,22 @@ from downstream.e2e.data import SegPairDataset, list_triples
 from downstream.e2e.model import E2EModel, build_fusion_model, build_seg_model, trainable_fusion_names
 from fusion.errors import CheckpointError, ConfigError
 from fusion.losses import FusionLoss
-from fusion.training.checkpoint import (
-    capture_rng,
-    find_resume_checkpoint,
-    list_checkpoints,
-    load_training_checkpoint,
-    restore_rng,
-    save_training_checkpoint,
-)
+from fusion.training.checkpoint import load_training_checkpoint
 from fusion.training.data import TaskStream
-from fusion.training.distributed import (
-    DistInfo,
-    all_gather_object,
-    all_reduce_mean,
-    barrier,
-    cleanup_distributed,
-)
+from fusion.training.distributed import DistInfo, barrier, cleanup_distributed
 from fusion.training.feedback import RunLogger, csv_columns
-from fusion.training.runtime import seed_everything, setup_runtime
+from fusion.training.runtime import (
+    amp_setup,
+    backward_and_step,
+    reduce_means,
+    resolve_resume,
+    restore_rng_snapshot,
+    rng_snapshot,
+    save_checkpoint_collective,
+    seed_everything,
+    setup_runtime,
+    wrap_ddp,
+)
 from fusion.training.schedule import build_optimizer, lr_at, param_groups
 from fusion.utils.io import atomic_write_text
 from fusion.utils.logging import get_logger
@@ -185,12 +183,7 @@ class E2ETrainer:
                                  rank=self.dist.rank, seed=int(tr["seed"]), num_workers=dc["num_workers"])
         self.total_iters = int(tr["iters"])
 
-        self.model: nn.Module = self.module
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DDP(self.module, device_ids=ids, find_unused_parameters=True)
+        self.model: nn.Module = wrap_ddp(self.module, self.dist)
         groups = []
         for kind, part, wd, lr in (("fusion", self.fuser, tr["weight_decay_fusion"], tr["lr_fusion"]),
                                    ("seg", self.segmenter, tr["weight_decay_seg"], tr["lr_seg"])):
@@ -199,8 +192,7 @@ class E2ETrainer:
                 groups.append(g)
         self.param_names = [f"{g['kind']}:{n}" for g in groups for n in g["names"]]
         self.optimizer = build_optimizer(groups, float(tr["lr_seg"]), tr["betas"])
-        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[tr["amp"]]
-        self.scaler = torch.amp.GradScaler(self.device.type) if tr["amp"] == "fp16" else None
+        self.amp_dtype, self.scaler = amp_setup(tr["amp"], self.device)
         if self.amp_dtype is not None and self.fusion_init in ("codec", "shipped"):
             log.warning("train.amp=%s with %s weights: codec-derived TC-MoA weights carry codes next to a large "
                         "constant and need float32 (measured: vif loss 1.6 -> 11.3 under bf16); use train.amp=none",
@@ -211,7 +203,7 @@ class E2ETrainer:
         self._last: dict[str, Any] = {}
 
         seed_everything(int(tr["seed"]) + self.dist.rank)
-        resume_path = self._resolve_resume(resume)
+        resume_path = resolve_resume(resume, self.ckpt_dir)
         if resume_path is not None:
             self.load(resume_path)
         self.logger: RunLogger | None = None
@@ -229,17 +221,9 @@ class E2ETrainer:
                  tr["seg_warmup_iters"], self.dist.world_size)
 
     # ------------------------------------------------------------------ state
-    def _resolve_resume(self, resume: str | os.PathLike | None) -> Path | None:
-        if resume is None:
-            return None
-        if str(resume) == "auto":
-            found = list_checkpoints(self.ckpt_dir)
-            return found[-1][1] if found else None
-        return find_resume_checkpoint(resume)
-
     def state_dict(self) -> dict[str, Any]:
         """Everything a training checkpoint holds (collective call: RNG states of all processes are gathered)."""
-        rng = all_gather_object(capture_rng())
+        rng = rng_snapshot(self.dist)
         return {
             "kind": _CKPT_KIND,
             "model": {k: v.detach().cpu() for k, v in self.fuser.state_dict().items()},
@@ -252,19 +236,16 @@ class E2ETrainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "progress": {"iteration": self.iteration, "total_iters": self.total_iters},
             "streams": {"seg": self.stream.state_dict()},
-            "rng": {"world_size": self.dist.world_size, "per_rank": rng},
+            "rng": rng,
             "param_names": list(self.param_names),
         }
 
     def save(self) -> Path | None:
         """Write a training checkpoint (rank 0 writes; every rank must call)."""
-        state = self.state_dict()
-        path = None
-        if self.dist.is_main:
-            path = save_training_checkpoint(state, self.ckpt_dir, self.iteration,
-                                            int(self.cfg["checkpoint"]["keep_last"]))
+        path = save_checkpoint_collective(self.state_dict(), self.ckpt_dir, self.iteration,
+                                          int(self.cfg["checkpoint"]["keep_last"]), self.dist)
+        if path is not None:
             self.last_checkpoint = path
-        barrier()
         return path
 
     def load(self, path: str | os.PathLike) -> None:
@@ -297,12 +278,7 @@ class E2ETrainer:
         self.iteration = int(ck["progress"]["iteration"])
         if "seg" in ck["streams"]:
             self.stream.load_state_dict(ck["streams"]["seg"])
-        rng = ck["rng"]
-        if int(rng["world_size"]) == self.dist.world_size:
-            restore_rng(rng["per_rank"][self.dist.rank])
-        else:
-            log.warning("%s: saved by %s processes, resumed with %d: random states are re-seeded",
-                        path, rng["world_size"], self.dist.world_size)
+        restore_rng_snapshot(ck["rng"], self.dist, path)
         self._frozen_cache.clear()
         self.last_checkpoint = Path(path)
         if self.dist.is_main:
@@ -380,28 +356,12 @@ class E2ETrainer:
                 "fusion_step": float(fusion_step)}
 
     def _backward_step(self, loss: torch.Tensor, *, drop_seg: bool) -> None:
-        clip = self.cfg["train"]["grad_clip"]
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        if drop_seg:  # fuser-only step: the segmenter is a fixed critic
+        def drop_segmenter_grads() -> None:  # fuser-only step: the segmenter is a fixed critic
             for p in self.segmenter.parameters():
                 p.grad = None
-        if self.scaler is not None:
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self._trainable(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            if clip:
-                torch.nn.utils.clip_grad_norm_(self._trainable(), clip)
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
 
-    def _trainable(self) -> list[torch.Tensor]:
-        return [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        backward_and_step(loss, self.optimizer, self.scaler, self.cfg["train"]["grad_clip"],
+                          after_backward=drop_segmenter_grads if drop_seg else None)
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop_at: int | None = None) -> Path | None:
@@ -425,9 +385,7 @@ class E2ETrainer:
                 bar.update(1)
                 it = self.iteration
                 if it % int(lg["every_iters"]) == 0 or it == end:
-                    keys = sorted(sums)
-                    means = all_reduce_mean(torch.tensor([sums[k] / count for k in keys], dtype=torch.float64))
-                    scalars = dict(zip(keys, means.tolist()))
+                    scalars = reduce_means(sums, count)
                     if self.logger is not None:
                         self.logger.log_scalars(it, 0, scalars.pop("lr_seg", 0.0), time.perf_counter() - t0,
                                                 {f"train/{k}": v for k, v in scalars.items()})

@@ -28,26 +28,24 @@ from torch import nn
 from fusion.errors import CheckpointError, ConfigError
 from fusion.losses import FusionLoss
 from fusion.models.shortcuts import skip_identity_blocks
-from fusion.training.checkpoint import (
-    capture_rng,
-    find_resume_checkpoint,
-    list_checkpoints,
-    load_training_checkpoint,
-    restore_rng,
-    save_training_checkpoint,
-)
+from fusion.training.checkpoint import load_training_checkpoint
 from fusion.training.config import TASK_ORDER, validate_config
 from fusion.training.data import PairCropDataset, TaskStream, collect_pairs
-from fusion.training.distributed import (
-    DistInfo,
-    all_gather_object,
-    all_reduce_mean,
-    barrier,
-    cleanup_distributed,
-)
+from fusion.training.distributed import DistInfo, barrier, cleanup_distributed
 from fusion.training.ema import ModelEMA
 from fusion.training.feedback import RunLogger, csv_columns
-from fusion.training.runtime import seed_everything, setup_runtime
+from fusion.training.runtime import (
+    amp_setup,
+    backward_and_step,
+    reduce_means,
+    resolve_resume,
+    restore_rng_snapshot,
+    rng_snapshot,
+    save_checkpoint_collective,
+    seed_everything,
+    setup_runtime,
+    wrap_ddp,
+)
 from fusion.training.schedule import build_optimizer, lr_at, param_groups, set_lr
 from fusion.utils.io import atomic_write_text
 from fusion.utils.logging import get_logger
@@ -109,12 +107,7 @@ class Trainer:
         if tr["max_iters"]:
             self.total_iters = min(self.total_iters, int(tr["max_iters"]))
 
-        self.model: nn.Module = self.module
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DDP(self.module, device_ids=ids, find_unused_parameters=True)
+        self.model: nn.Module = wrap_ddp(self.module, self.dist)
         from fusion.models.tcmoa import is_backbone_key
 
         groups = param_groups(self.module.named_parameters(), tr["weight_decay"],
@@ -123,8 +116,7 @@ class Trainer:
             raise ConfigError("nothing to train: every parameter is frozen")
         self.param_names = [n for g in groups for n in g["names"]]
         self.optimizer = build_optimizer(groups, tr["lr"], tr["betas"])
-        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[tr["amp"]]
-        self.scaler = torch.amp.GradScaler(self.device.type) if tr["amp"] == "fp16" else None
+        self.amp_dtype, self.scaler = amp_setup(tr["amp"], self.device)
         self.ema = ModelEMA(self.module, self.cfg["ema"]["decay"]) if self.cfg["ema"]["enabled"] else None
         self.loss_fn = FusionLoss(self.cfg["loss"]["preset"], self.cfg["loss"]["warmup_epochs"])
         self.iteration = 0
@@ -132,7 +124,7 @@ class Trainer:
         self._last_batches: dict[str, dict[str, Any]] = {}
 
         seed_everything(int(tr["seed"]) + self.dist.rank)
-        resume_path = self._resolve_resume(resume)
+        resume_path = resolve_resume(resume, self.ckpt_dir)
         if resume_path is not None:
             self.load(resume_path)
         self.logger: RunLogger | None = None
@@ -200,14 +192,6 @@ class Trainer:
                                        seed=seed, num_workers=dc["num_workers"])
         return streams
 
-    def _resolve_resume(self, resume: str | os.PathLike | None) -> Path | None:
-        if resume is None:
-            return None
-        if str(resume) == "auto":
-            found = list_checkpoints(self.ckpt_dir)
-            return found[-1][1] if found else None
-        return find_resume_checkpoint(resume)
-
     # ------------------------------------------------------------------ state
     def set_train_mode(self) -> None:
         """``train()`` everywhere, except the routers when ``model.router_noise`` is off."""
@@ -221,7 +205,7 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a checkpoint holds (RNG states of all processes are gathered; collective call)."""
-        rng = all_gather_object(capture_rng())
+        rng = rng_snapshot(self.dist)
         return {
             "model": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
             "config": self.module.config.to_dict(),
@@ -232,19 +216,16 @@ class Trainer:
             "progress": {"iteration": self.iteration, "epoch": self.iteration // self.iters_per_epoch,
                          "iters_per_epoch": self.iters_per_epoch, "total_iters": self.total_iters},
             "streams": {t: s.state_dict() for t, s in self.streams.items()},
-            "rng": {"world_size": self.dist.world_size, "per_rank": rng},
+            "rng": rng,
             "param_names": list(self.param_names),
         }
 
     def save(self) -> Path | None:
         """Write a checkpoint of the current state (rank 0 writes; every rank must call)."""
-        state = self.state_dict()
-        path = None
-        if self.dist.is_main:
-            path = save_training_checkpoint(state, self.ckpt_dir, self.iteration,
-                                            int(self.cfg["checkpoint"]["keep_last"]))
+        path = save_checkpoint_collective(self.state_dict(), self.ckpt_dir, self.iteration,
+                                          int(self.cfg["checkpoint"]["keep_last"]), self.dist)
+        if path is not None:
             self.last_checkpoint = path
-        barrier()
         return path
 
     def load(self, path: str | os.PathLike) -> None:
@@ -271,12 +252,7 @@ class Trainer:
         for task, stream in self.streams.items():
             if task in ck["streams"]:
                 stream.load_state_dict(ck["streams"][task])
-        rng = ck["rng"]
-        if int(rng["world_size"]) == self.dist.world_size:
-            restore_rng(rng["per_rank"][self.dist.rank])
-        else:
-            log.warning("%s: saved by %s processes, resumed with %d: random states are re-seeded",
-                        path, rng["world_size"], self.dist.world_size)
+        restore_rng_snapshot(ck["rng"], self.dist, path)
         self.last_checkpoint = Path(path)
         if self.dist.is_main:
             log.info("resumed from %s at iteration %d", path, self.iteration)
@@ -299,23 +275,7 @@ class Trainer:
         return self.loss_fn(task, fused, a, b, aux, epoch)
 
     def _backward_step(self, loss: torch.Tensor) -> None:
-        clip = self.cfg["train"]["grad_clip"]
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self._trainable(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(self._trainable(), clip)
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def _trainable(self) -> list[torch.Tensor]:
-        return [p for g in self.optimizer.param_groups for p in g["params"]]
+        backward_and_step(loss, self.optimizer, self.scaler, self.cfg["train"]["grad_clip"])
 
     def train_iteration(self) -> dict[str, dict[str, float]]:
         """One iteration (a batch of every task); returns ``{task: {term: value}}`` of this process."""
@@ -370,9 +330,7 @@ class Trainer:
                 bar.update(1)
                 it = self.iteration
                 if it % max(1, int(lg["every_iters"])) == 0 or it == self.total_iters:
-                    keys = sorted(sums)
-                    means = all_reduce_mean(torch.tensor([sums[k] / count for k in keys], dtype=torch.float64))
-                    scalars = dict(zip(keys, means.tolist()))
+                    scalars = reduce_means(sums, count)
                     if self.logger is not None:
                         self.logger.log_scalars(it, (it - 1) // self.iters_per_epoch, self.current_lr_at(it - 1),
                                                 time.perf_counter() - t0, scalars)
