@@ -4,6 +4,7 @@ clear reason when it is absent (e.g. on a clone without the shared folder)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,22 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def llvip_link_tree(shared_data) -> Callable[[Path, list[str], list[str]], Path]:
+    """``make(root, train_ids, test_ids)``: an LLVIP-layout tree at ``root`` of symbolic links to the real samples
+    (``{visible,infrared}/{train,test}/<id>.jpg``, ``Annotations/<id>.xml``)."""
+
+    def make(root: Path, train: list[str], test: list[str]) -> Path:
+        for split, ids in (("train", train), ("test", test)):
+            for mod, src in (("visible", "vis"), ("infrared", "ir")):
+                (root / mod / split).mkdir(parents=True, exist_ok=True)
+                for i in ids:
+                    os.symlink(shared_data / "llvip" / src / f"{i}.jpg", root / mod / split / f"{i}.jpg")
+        (root / "Annotations").mkdir()
+        for i in train + test:
+            os.symlink(shared_data / "llvip" / "label" / f"{i}.xml", root / "Annotations" / f"{i}.xml")
+        return root
+
+    return make

@@ -82,18 +82,6 @@ def _rows(out: Path) -> list[dict[str, str]]:
         return list(reader)
 
 
-def _llvip_tree(shared: Path, root: Path, train: list[str], test: list[str]) -> Path:
-    for split, ids in (("train", train), ("test", test)):
-        for mod, src in (("visible", "vis"), ("infrared", "ir")):
-            (root / mod / split).mkdir(parents=True, exist_ok=True)
-            for i in ids:
-                os.symlink(shared / "llvip" / src / f"{i}.jpg", root / mod / split / f"{i}.jpg")
-    (root / "Annotations").mkdir()
-    for i in train + test:
-        os.symlink(shared / "llvip" / "label" / f"{i}.xml", root / "Annotations" / f"{i}.xml")
-    return root
-
-
 def test_guard_catches_lookups(no_network):
     with pytest.raises(ConnectionRefusedError):
         socket.getaddrinfo("localhost", 80)
@@ -102,9 +90,9 @@ def test_guard_catches_lookups(no_network):
 
 
 @pytest.fixture(scope="module")
-def llvip_run(shared_data, tmp_path_factory):
+def llvip_run(llvip_link_tree, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("det_llvip")
-    tree = _llvip_tree(shared_data, tmp / "LLVIP", ["010001", "010002", "010003", "010004"], ["010013", "010015"])
+    tree = llvip_link_tree(tmp / "LLVIP", ["010001", "010002", "010003", "010004"], ["010013", "010015"])
     out = tmp / "out"
     args = [str(tree), "--out", str(out), "--schedule", "tiny_test", "--device", "cpu", "--inputs", "ir,average,rgbt",
             "--qualitative", "2"]  # fmt: skip

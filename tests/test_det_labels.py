@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,20 +24,6 @@ from fusion.errors import DatasetError
 LLVIP_COUNTS = {"010001": 6, "010002": 4, "010003": 5, "010004": 7, "010005": 3, "010006": 5, "010007": 4,
                 "010008": 4, "010009": 7, "010010": 7, "010011": 4, "010012": 3, "010013": 3, "010014": 3,
                 "010015": 1}  # fmt: skip
-
-
-def _llvip_tree(shared: Path, tmp: Path, train: list[str], test: list[str]) -> Path:
-    """An LLVIP-layout tree of symbolic links to the real samples, in tmp."""
-    root = tmp / "LLVIP"
-    for split, ids in (("train", train), ("test", test)):
-        for mod, src in (("visible", "vis"), ("infrared", "ir")):
-            (root / mod / split).mkdir(parents=True, exist_ok=True)
-            for i in ids:
-                os.symlink(shared / "llvip" / src / f"{i}.jpg", root / mod / split / f"{i}.jpg")
-    (root / "Annotations").mkdir()
-    for i in train + test:
-        os.symlink(shared / "llvip" / "label" / f"{i}.xml", root / "Annotations" / f"{i}.xml")
-    return root
 
 
 def test_llvip_xml_counts_and_coordinates(shared_data):
@@ -88,8 +73,8 @@ def test_voc_one_based_and_missing_fields(tmp_path):
         read_voc_xml(tmp_path / "none.xml")
 
 
-def test_load_llvip_tree(shared_data, tmp_path):
-    root = _llvip_tree(shared_data, tmp_path, ["010001", "010002", "010003"], ["010004"])
+def test_load_llvip_tree(llvip_link_tree, tmp_path):
+    root = llvip_link_tree(tmp_path / "LLVIP", ["010001", "010002", "010003"], ["010004"])
     assert detect_layout(root) == "llvip"
     ds = load_llvip(root)
     assert [s.ident for s in ds.split("train")] == ["010001", "010002", "010003"]
