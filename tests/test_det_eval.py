@@ -183,7 +183,8 @@ def test_cli_missing_checkpoint_is_one_line(tmp_path):
 
 
 def test_synthetic_scenes_are_rewritten_when_the_generator_changes(tmp_path):
-    from downstream.detection.evaluate import SYNTHETIC_GENERATOR_VERSION, prepare_synthetic_llvip
+    from downstream.detection.evaluate import prepare_synthetic_llvip
+    from fusion.data.synthetic import GENERATOR_VERSION as SYNTHETIC_GENERATOR_VERSION
     from fusion.errors import DatasetError
 
     sizes = {"n_train": 2, "n_test": 1, "height": 64, "width": 80}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -178,3 +179,15 @@ def test_mfnet_and_fmb_writers_pass_thermal_crossover(tmp_path):
     fmb = write_fmb(tmp_path / "fmb", n_train=1, n_test=0, height=96, width=128, thermal_crossover=1.0)
     first = render_scene(0, 0, 96, 128, thermal_crossover=1.0)
     np.testing.assert_array_equal(read_image(fmb / "train" / "Infrared" / "00000.png", mode="unchanged"), first.ir)
+
+
+def test_write_synthetic_once_rejects_unknown_layout_and_reuses(tmp_path):
+    from fusion.data.synthetic import GENERATOR_VERSION, write_synthetic_once
+
+    with pytest.raises(ValueError, match="layout must be one of mfnet, fmb, llvip"):
+        write_synthetic_once(tmp_path / "x", "kitti", n=2)
+    assert not (tmp_path / "x").exists()
+    root = write_synthetic_once(tmp_path / "fmb", "fmb", n_train=1, n_test=1, height=64, width=80)
+    assert json.loads((root / "synthetic.json").read_text()) == {
+        "n_train": 1, "n_test": 1, "height": 64, "width": 80, "layout": "fmb", "generator": GENERATOR_VERSION}
+    assert not (tmp_path / "fmb.partial").exists() and len(list((root / "test" / "Label").glob("*.png"))) == 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from downstream.detection.metrics import DetMetrics, evaluate_detections
 from downstream.detection.report import plot_curves, plot_qualitative, write_results
 from downstream.detection.schedule import load_schedule
 from downstream.detection.yolo_data import read_fingerprint, write_yolo_dataset
-from fusion.errors import ConfigError, DatasetError
+from fusion.errors import ConfigError
 from fusion.utils.io import atomic_write_text, is_within
 from fusion.utils.logging import get_logger
 
@@ -50,8 +49,6 @@ log = get_logger(__name__)
 
 DEFAULT_INPUTS: tuple[str, ...] = ("ir", "vis", "maximum", EARLY_FUSION)
 SYNTHETIC_DEFAULTS: dict[str, int] = {"n_train": 48, "n_test": 160, "seed": 0, "height": 256, "width": 320}
-# Bumped whenever ``fusion.data.synthetic.write_llvip`` draws different scenes (2: daytime thermal crossover).
-SYNTHETIC_GENERATOR_VERSION = 2
 """Size of the synthetic LLVIP-layout set written when no ``data`` is given (sized for a CPU run under 10 min)."""
 
 
@@ -99,27 +96,11 @@ class DetEvalSettings:
 
 
 def prepare_synthetic_llvip(root: str | os.PathLike, **sizes: int) -> Path:
-    """Write synthetic LLVIP-layout scenes into ``root`` once; reused while the sizes match."""
-    from fusion.data.synthetic import write_llvip
+    """Write synthetic LLVIP-layout scenes into ``root`` once (:func:`fusion.data.synthetic.write_synthetic_once`);
+    reused while the sizes and the generator match."""
+    from fusion.data.synthetic import write_synthetic_once
 
-    root = Path(root)
-    stamp = root / "synthetic.json"
-    want = {**SYNTHETIC_DEFAULTS, **sizes}
-    # The generator's version is part of the stamp so that scenes written by an older generator are rewritten.
-    record = {**want, "generator": SYNTHETIC_GENERATOR_VERSION}
-    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == record:
-        return root
-    if root.exists():
-        if not stamp.is_file():
-            raise DatasetError(f"{root}: exists but was not written by det_eval's synthetic writer; not replacing it")
-        shutil.rmtree(root)
-    tmp = root.with_name(root.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    write_llvip(tmp, **want)
-    atomic_write_text(tmp / "synthetic.json", json.dumps(record, sort_keys=True))
-    tmp.rename(root)
-    return root
+    return write_synthetic_once(root, "llvip", owner="det_eval", **{**SYNTHETIC_DEFAULTS, **sizes})
 
 
 def _check_inputs(inputs: tuple[str, ...]) -> None:

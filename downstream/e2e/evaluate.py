@@ -44,22 +44,12 @@ log = get_logger(__name__)
 
 def prepare_synthetic_mfnet(root: str | os.PathLike, *, n: int = 100, height: int = 112, width: int = 112,
                             seed: int = 0, thermal_crossover: float = 0.0) -> Path:
-    """Write (once) synthetic MFNet-layout scenes into ``root`` (:func:`fusion.data.synthetic.write_mfnet`);
+    """Write (once) synthetic MFNet-layout scenes into ``root`` (:func:`fusion.data.synthetic.write_synthetic_once`);
     a finished folder with the same settings is reused."""
-    from fusion.data.synthetic import write_mfnet
+    from fusion.data.synthetic import write_synthetic_once
 
-    root = Path(root)
-    stamp = root / ".e2e_synthetic.json"
-    want = {"n": n, "height": height, "width": width, "seed": seed, "thermal_crossover": float(thermal_crossover)}
-    if stamp.is_file():
-        try:
-            if json.loads(stamp.read_text(encoding="utf-8")) == want:
-                return root
-        except json.JSONDecodeError:
-            pass
-    write_mfnet(root, n=n, seed=seed, height=height, width=width, thermal_crossover=thermal_crossover)
-    atomic_write_text(stamp, json.dumps(want) + "\n")
-    return root
+    return write_synthetic_once(root, "mfnet", owner="finetune_e2e", stamp_name=".e2e_synthetic.json", n=n,
+                                height=height, width=width, seed=seed, thermal_crossover=float(thermal_crossover))
 
 
 @torch.no_grad()

@@ -173,21 +173,12 @@ def default_inputs() -> tuple[list[str], list[str]]:
 
 def prepare_synthetic(data_dir: str | os.PathLike, *, n: int, height: int, width: int, seed: int = 0) -> Path:
     """Render (once) the synthetic MFNet-layout scenes into ``data_dir/mfnet_synthetic_<n>_<h>x<w>_s<seed>``."""
-    from fusion.data.synthetic import write_mfnet
+    from fusion.data.synthetic import write_synthetic_once
 
     if n < 5:
         raise ConfigError(f"synthetic_n must be >= 5 (train, val and test need samples), got {n}")
     root = Path(data_dir) / f"mfnet_synthetic_{n}_{height}x{width}_s{seed}"
-    stamp = root / "synthetic.json"
-    meta = {"n": n, "height": height, "width": width, "seed": seed}
-    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == meta:
-        return root
-    t0 = time.perf_counter()
-    write_mfnet(root, n=n, seed=seed, height=height, width=width)
-    atomic_write_text(stamp, json.dumps(meta) + "\n")
-    log.info("rendered %d synthetic MFNet-layout scenes (%dx%d) into %s in %.1f s", n, height, width, root,
-             time.perf_counter() - t0)
-    return root
+    return write_synthetic_once(root, "mfnet", owner="seg_eval", n=n, height=height, width=width, seed=seed)
 
 
 def choose_threads(requested: int | None = None) -> int:

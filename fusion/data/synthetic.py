@@ -24,7 +24,10 @@ Writers produce the *original* on-disk layouts, so the project's real readers re
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,7 +35,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from fusion.errors import DatasetError
 from fusion.utils.io import atomic_write_text, write_image
+from fusion.utils.logging import get_logger
 
 __all__ = [
     "MFNET_CLASSES",
@@ -43,7 +48,14 @@ __all__ = [
     "write_mfnet",
     "write_fmb",
     "write_llvip",
+    "write_synthetic_once",
+    "GENERATOR_VERSION",
 ]
+
+log = get_logger(__name__)
+
+GENERATOR_VERSION = 2
+"""Bumped whenever the same arguments draw different scenes (2: daytime thermal crossover in ``write_llvip``)."""
 
 MFNET_CLASSES: tuple[str, ...] = (
     "unlabeled", "car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump",
@@ -432,4 +444,47 @@ def write_llvip(
         write_image(root / "visible" / part / f"{ident}.jpg", s.vis)
         write_image(root / "infrared" / part / f"{ident}.jpg", np.repeat(s.ir[..., None], 3, axis=2))
         atomic_write_text(root / "Annotations" / f"{ident}.xml", _voc_xml(f"{ident}.jpg", width, height, s.boxes))
+    return root
+
+
+_WRITERS = {"mfnet": write_mfnet, "fmb": write_fmb, "llvip": write_llvip}
+
+
+def write_synthetic_once(root: str | os.PathLike, layout: str, *, owner: str = "the synthetic scene writer",
+                         stamp_name: str = "synthetic.json", **settings) -> Path:
+    """Write synthetic scenes in ``layout`` (``mfnet``, ``fmb`` or ``llvip``) into ``root`` unless a folder written
+    with the same settings by the same generator version is already there; returns ``root``.
+
+    The folder is written under ``<root>.partial`` and renamed, so an interrupted run never leaves a half folder
+    that looks finished; a stamp file (``stamp_name``) records layout, settings and :data:`GENERATOR_VERSION`.
+    A stale folder (other settings or generator) is replaced; a folder without the stamp is not ours and is never
+    touched.
+
+    Raises:
+        DatasetError: ``root`` exists but was not written here (the message names ``owner``).
+    """
+    if layout not in _WRITERS:
+        raise ValueError(f"write_synthetic_once: layout must be one of {', '.join(_WRITERS)}, got {layout!r}")
+    root = Path(root)
+    stamp = root / stamp_name
+    record = {**settings, "layout": layout, "generator": GENERATOR_VERSION}
+    if stamp.is_file():
+        try:
+            if json.loads(stamp.read_text(encoding="utf-8")) == record:
+                return root
+        except json.JSONDecodeError:
+            pass
+    if root.exists():
+        if not stamp.is_file():
+            raise DatasetError(f"{root}: exists but was not written by {owner}'s synthetic writer; not replacing it")
+        shutil.rmtree(root)
+    tmp = root.with_name(root.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    t0 = time.perf_counter()
+    _WRITERS[layout](tmp, **settings)
+    atomic_write_text(tmp / stamp_name, json.dumps(record, sort_keys=True) + "\n")
+    tmp.rename(root)
+    log.info("rendered synthetic %s-layout scenes %s into %s in %.1f s", layout, settings, root,
+             time.perf_counter() - t0)
     return root
