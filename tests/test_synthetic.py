@@ -8,7 +8,15 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from fusion.data.synthetic import FMB_CLASSES, MFNET_CLASSES, render_scene, write_fmb, write_llvip, write_mfnet
+from fusion.data.synthetic import (
+    FMB_CLASSES,
+    MFNET_CLASSES,
+    llvip_illumination,
+    render_scene,
+    write_fmb,
+    write_llvip,
+    write_mfnet,
+)
 from fusion.utils.io import read_image
 
 
@@ -156,8 +164,8 @@ def test_llvip_has_pedestrians_each_modality_misses(tmp_path):
     for i in range(12):
         ident = f"{10000 + i + 1:06d}"
         day = i % 2 == 1  # every other scene is daytime
-        illum = 0.9 if day else 0.05 + 0.2 * ((i * 7919) % 97) / 97
-        scene = render_scene(i, 0, 96, 128, illumination=illum, thermal_crossover=0.75)
+        assert (llvip_illumination(i) > 0.5) == day
+        scene = render_scene(i, 0, 96, 128, illumination=llvip_illumination(i), thermal_crossover=0.75)
         objs = ET.parse(root / "Annotations" / f"{ident}.xml").findall("object")
         assert [int(o.find("bndbox/xmin").text) for o in objs] == [int(b.x1) for b in scene.boxes]
         ir = read_image(root / "infrared" / "train" / f"{ident}.jpg", mode="unchanged")[..., 0]

@@ -48,6 +48,7 @@ __all__ = [
     "write_mfnet",
     "write_fmb",
     "write_llvip",
+    "llvip_illumination",
     "write_synthetic_once",
     "GENERATOR_VERSION",
 ]
@@ -420,6 +421,12 @@ def _voc_xml(filename: str, width: int, height: int, boxes: list[Box]) -> str:
     )
 
 
+def llvip_illumination(index: int) -> float:
+    """Illumination of scene ``index`` in :func:`write_llvip`: odd scenes daylight (0.9), even ones night
+    (0.05 to 0.25)."""
+    return 0.9 if index % 2 == 1 else 0.05 + 0.2 * ((index * 7919) % 97) / 97
+
+
 def write_llvip(
     root: str | os.PathLike,
     n_train: int = 40,
@@ -438,8 +445,8 @@ def write_llvip(
     root = Path(root)
     for i in range(n_train + n_test):
         part = "train" if i < n_train else "test"
-        illum = 0.9 if i % 2 == 1 else 0.05 + 0.2 * ((i * 7919) % 97) / 97
-        s = render_scene(i, seed, height, width, illumination=illum, thermal_crossover=thermal_crossover)
+        s = render_scene(i, seed, height, width, illumination=llvip_illumination(i),
+                         thermal_crossover=thermal_crossover)
         ident = f"{(1 if part == 'train' else 19) * 10000 + i + 1:06d}"
         write_image(root / "visible" / part / f"{ident}.jpg", s.vis)
         write_image(root / "infrared" / part / f"{ident}.jpg", np.repeat(s.ir[..., None], 3, axis=2))
