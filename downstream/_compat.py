@@ -10,9 +10,11 @@ Why each fix exists (measured, see the README's dependency notes):
   places; ``mmcv/ops/__init__.py`` then loads the missing ``mmcv._ext`` and fails. The shim registers an empty
   ``mmcv.ops`` package exposing the pure-torch ``point_sample`` and raising a clear error for compiled ops.
   SegFormer, DeepLabV3+, FCN, BiSeNetV2 and most other models need no compiled op.
-* **mmengine checkpoints under ``weights_only``.** torch's safe loader refuses mmengine's ``HistoryBuffer`` and the
-  numpy objects in a checkpoint's ``message_hub``. We allow-list exactly those types instead of switching safe loading
-  off globally.
+* **mmengine checkpoints never run code.** mmengine reads every checkpoint (``load_checkpoint``, ``Runner.resume``,
+  ``load_from``) through its ``CheckpointLoader`` schemes. :func:`install_safe_mmengine_loading` re-registers the
+  local and HTTP schemes with :func:`fusion.utils.safe_load.load_torch_file` (``weights_only``, numpy/HistoryBuffer
+  values converted from inert records, no callable allow-listed) and makes every other scheme (pavi, s3, model zoos)
+  refuse. ``torch.serialization.add_safe_globals`` is never called, so no other load is widened.
 * **mmseg class-weighted cross-entropy.** mmseg 1.2.2's ``cross_entropy`` computes its averaging factor by indexing
   the class weights with every label, the ignore label (255) included, which raises ``IndexError`` as soon as a
   batch holds an ignored pixel (padding, void labels). The patch computes that factor over the valid pixels only,
@@ -23,7 +25,6 @@ Why each fix exists (measured, see the README's dependency notes):
 
 from __future__ import annotations
 
-import builtins
 import importlib
 import os
 import shutil
@@ -36,7 +37,7 @@ from fusion.utils.logging import get_logger
 
 __all__ = [
     "install_mmcv_lite_shim",
-    "allow_mmengine_checkpoints",
+    "install_safe_mmengine_loading",
     "patch_mmseg_weighted_cross_entropy",
     "prepare_mmseg",
     "setup_ultralytics_offline",
@@ -86,20 +87,57 @@ def install_mmcv_lite_shim() -> bool:
     return True
 
 
-def allow_mmengine_checkpoints() -> None:
-    """Allow-list the few safe types inside mmengine checkpoints for ``torch.load(weights_only=True)``."""
-    import numpy as np
-    import torch
-    from mmengine.logging.history_buffer import HistoryBuffer
+def _safe_local_loader(filename: str, map_location=None):
+    from fusion.utils.safe_load import load_torch_file
 
-    safe = [HistoryBuffer, builtins.getattr, np.ndarray, np.dtype]
-    core = getattr(np, "_core", None) or np.core
-    safe += [core.multiarray.scalar, core.multiarray._reconstruct]
-    for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "UInt8DType", "BoolDType"):
-        dt = getattr(np.dtypes, name, None)
-        if dt is not None:
-            safe.append(dt)
-    torch.serialization.add_safe_globals(safe)
+    obj = load_torch_file(filename)
+    if map_location is not None and map_location != "cpu":
+        import torch
+
+        def move(x):
+            if isinstance(x, torch.Tensor):
+                return x.to(map_location)
+            if isinstance(x, dict):
+                return type(x)((k, move(v)) for k, v in x.items())
+            return x
+
+        obj = move(obj)
+    return obj
+
+
+def _safe_http_loader(filename: str, map_location=None, model_dir=None, progress=False):
+    import torch
+
+    from fusion.utils.safe_load import load_torch_file
+
+    cache = Path(model_dir or Path(torch.hub.get_dir()) / "checkpoints")
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / (Path(filename.split("?")[0]).name or "checkpoint.pth")
+    if not target.is_file():
+        try:
+            torch.hub.download_url_to_file(filename, str(target), progress=progress)
+        except Exception as exc:
+            raise CheckpointError(f"{filename}: cannot download ({exc.__class__.__name__}: {exc})") from None
+    return load_torch_file(target)
+
+
+def _refusing_loader(filename: str, *args, **kwargs):
+    raise CheckpointError(f"{filename}: this checkpoint scheme is not supported (it would load without "
+                          "weights_only); download the file and give its local path")
+
+
+def install_safe_mmengine_loading() -> None:
+    """Route every mmengine checkpoint read through the project's safe loader (idempotent)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    if getattr(CheckpointLoader, "_tcmoa_safe", False):
+        return
+    for prefix in list(CheckpointLoader._schemes):
+        if prefix not in ("", "http://", "https://"):
+            CheckpointLoader.register_scheme(prefixes=prefix, loader=_refusing_loader, force=True)
+    CheckpointLoader.register_scheme(prefixes="", loader=_safe_local_loader, force=True)
+    CheckpointLoader.register_scheme(prefixes=("http://", "https://"), loader=_safe_http_loader, force=True)
+    CheckpointLoader._tcmoa_safe = True
 
 
 def patch_mmseg_weighted_cross_entropy() -> None:
@@ -130,7 +168,7 @@ def prepare_mmseg() -> None:
     if _MMSEG_READY:
         return
     install_mmcv_lite_shim()
-    allow_mmengine_checkpoints()
+    install_safe_mmengine_loading()
     patch_mmseg_weighted_cross_entropy()
     from mmseg.utils import register_all_modules
 

@@ -66,21 +66,29 @@ def test_shim_builds_segformer_and_runs_one_training_step():
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
+def test_mmengine_checkpoint_loads_safely_through_mmengine(tmp_path):
     from mmengine.logging.history_buffer import HistoryBuffer
+    from mmengine.runner.checkpoint import CheckpointLoader
 
-    from downstream._compat import allow_mmengine_checkpoints
+    from downstream._compat import install_safe_mmengine_loading
 
     ckpt = {"state_dict": {"w": torch.ones(2)}, "message_hub": {"loss": HistoryBuffer([1.0, 2.0], [1, 1])},
             "meta": {"arr": np.arange(3), "f": np.float64(1.5)}}
     torch.save(ckpt, tmp_path / "c.pth")
-    allow_mmengine_checkpoints()
-    loaded = torch.load(tmp_path / "c.pth", weights_only=True)
+    install_safe_mmengine_loading()
+    loaded = CheckpointLoader.load_checkpoint(str(tmp_path / "c.pth"), map_location="cpu")
     assert torch.equal(loaded["state_dict"]["w"], torch.ones(2))
-    # An arbitrary object is still refused: safe loading stays on.
+    buf = loaded["message_hub"]["loss"]
+    assert isinstance(buf, HistoryBuffer) and buf.mean() == 1.5 and buf.current() == 2.0
+    np.testing.assert_array_equal(loaded["meta"]["arr"], np.arange(3))
+    assert loaded["meta"]["f"] == np.float64(1.5) and isinstance(loaded["meta"]["f"], np.float64)
+    # An arbitrary object is still refused, and no global allow-list was widened for other loads.
     torch.save({"x": _Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(Exception, match="could run code"):
+        CheckpointLoader.load_checkpoint(str(tmp_path / "evil.pth"), map_location="cpu")
+    assert not any(getattr(g, "__name__", "") == "getattr" for g in torch.serialization.get_safe_globals())
     with pytest.raises(Exception, match="(?i)unsupported global|weights_only"):
-        torch.load(tmp_path / "evil.pth", weights_only=True)
+        torch.load(tmp_path / "c.pth", weights_only=True)  # plain torch.load stays strict
 
 
 class _Evil:

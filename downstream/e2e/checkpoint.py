@@ -24,6 +24,7 @@ import torch
 
 from fusion.errors import CheckpointError
 from fusion.utils.io import atomic_path, atomic_write_text
+from fusion.utils.safe_load import check_finite, load_torch_file
 
 __all__ = ["E2ECheckpoint", "save_e2e_checkpoint", "load_e2e_checkpoint", "export_parts", "E2E_FORMAT"]
 
@@ -109,11 +110,7 @@ def load_e2e_checkpoint(path: str | os.PathLike) -> E2ECheckpoint:
         seg = {k[len(_SEG):]: v for k, v in tensors.items() if k.startswith(_SEG)}
         seg_cfg = meta.get("segmenter_config", "")
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise CheckpointError(f"{path}: cannot read checkpoint with weights_only=True ({msg})") from None
+        obj = load_torch_file(path)
         if not isinstance(obj, dict) or not {"fusion", "segmenter", "tcmoa_config"} <= set(obj):
             raise CheckpointError(f"{path}: not an end-to-end checkpoint (expected keys fusion, segmenter, "
                                   "tcmoa_config)")
@@ -123,6 +120,8 @@ def load_e2e_checkpoint(path: str | os.PathLike) -> E2ECheckpoint:
         raise CheckpointError(f"{path}: unknown end-to-end format {info.get('format')!r} (expected {E2E_FORMAT})")
     if not fusion:
         raise CheckpointError(f"{path}: holds no fusion weights")
+    check_finite(fusion, str(path))
+    check_finite(seg, str(path))
     return E2ECheckpoint(fusion=fusion, segmenter=seg, tcmoa_config=tcmoa_config, segmenter_config=seg_cfg,
                          meta=info)
 

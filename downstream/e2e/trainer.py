@@ -40,7 +40,7 @@ from downstream.e2e.data import SegPairDataset, list_triples
 from downstream.e2e.model import E2EModel, build_fusion_model, build_seg_model, trainable_fusion_names
 from fusion.errors import CheckpointError, ConfigError
 from fusion.losses import FusionLoss
-from fusion.training.checkpoint import load_training_checkpoint
+from fusion.training.checkpoint import load_training_checkpoint, remove_stale_temporaries
 from fusion.training.data import TaskStream
 from fusion.training.distributed import DistInfo, barrier, cleanup_distributed
 from fusion.training.feedback import RunLogger, csv_columns
@@ -208,6 +208,7 @@ class E2ETrainer:
             self.load(resume_path)
         self.logger: RunLogger | None = None
         if self.dist.is_main:
+            remove_stale_temporaries(self.ckpt_dir)
             self.output_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.output_dir / "config.json", json.dumps(self.cfg, indent=2, default=str) + "\n")
             lg = self.cfg["log"]

@@ -22,7 +22,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.dataset import pseudo_collate
 from mmengine.dist import barrier, is_distributed
 from mmengine.registry import DefaultScope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
 from mmseg.registry import DATASETS, MODELS
 from tqdm import tqdm
 
@@ -30,6 +30,7 @@ from downstream.segmentation.confusion import SegScores
 from downstream.segmentation.metric import RGBTIoUMetric
 from fusion.errors import CheckpointError, ConfigError
 from fusion.utils.logging import get_logger
+from fusion.utils.safe_load import check_finite, load_torch_file
 
 __all__ = [
     "load_config",
@@ -202,6 +203,22 @@ def train_segmenter(cfg: Config) -> Path:
     return ckpt
 
 
+def read_segmenter_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The weights of an mmengine checkpoint (``{'state_dict': ...}``) or of a plain state dict, read safely.
+
+    Raises:
+        CheckpointError: unreadable, code-carrying, not a mapping of tensors, or holding NaN/infinity.
+    """
+    p = Path(path)
+    obj = load_torch_file(p)
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{p}: not a segmentation checkpoint (expected a state dict of tensors)")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    check_finite(state, str(p))
+    return state
+
+
 def build_segmenter(cfg: Config, checkpoint: str | os.PathLike | None, device: str | torch.device = "cpu"):
     """Build ``cfg.model`` and load ``checkpoint`` (an mmengine checkpoint or a plain state dict), in eval mode."""
     model_cfg = copy.deepcopy(cfg.model)
@@ -215,12 +232,12 @@ def build_segmenter(cfg: Config, checkpoint: str | os.PathLike | None, device: s
         p = Path(checkpoint)
         if not p.is_file():
             raise CheckpointError(f"{p}: segmentation checkpoint not found")
+        state = read_segmenter_state(p)
         try:
-            load_checkpoint(model, str(p), map_location="cpu", strict=True, logger="silent",
-                            revise_keys=[(r"^module\.", "")])
-        except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            model.load_state_dict(state, strict=True)
+        except (RuntimeError, KeyError, ValueError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise CheckpointError(f"{p}: does not fit the config's model ({msg})") from None
+            raise CheckpointError(f"{p}: does not fit the config's model ({msg[:300]})") from None
     model.cfg = cfg
     return model.to(device).eval()
 

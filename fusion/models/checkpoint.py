@@ -27,6 +27,7 @@ from fusion.errors import CheckpointError
 from fusion.models.tcmoa import TCMoA, is_backbone_key, is_constant_buffer_key
 from fusion.utils.io import atomic_path
 from fusion.utils.logging import get_logger
+from fusion.utils.safe_load import check_finite, load_torch_file
 
 __all__ = [
     "read_checkpoint",
@@ -75,11 +76,7 @@ def read_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> tuple[Stat
             raise CheckpointError(f"{path}: checkpoint not found")
         if path.suffix == ".safetensors":
             return _read_safetensors(path)
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle, zip and weights_only errors all mean the same to the user
-            msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise CheckpointError(f"{path}: cannot read checkpoint with weights_only=True ({msg})") from None
+        obj = load_torch_file(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{name}: expected a dict, got {type(obj).__name__}")
     if "model" in obj and isinstance(obj["model"], Mapping):
@@ -91,6 +88,7 @@ def read_checkpoint(source: str | os.PathLike | Mapping[str, Any]) -> tuple[Stat
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{name}: not a state dict, non-tensor entries: {_short([str(k) for k in bad])}")
+    check_finite(obj, name)
     return dict(obj), config
 
 
@@ -113,6 +111,7 @@ def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, Any] | None]:
                 sd[key] = torch.zeros(shape, dtype=getattr(torch, dtype))
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
             raise CheckpointError(f"{path}: metadata 'zero_tensors' is not a {{key: [shape, dtype]}} map") from None
+    check_finite(sd, str(path))
     config = None
     if "tcmoa_config" in meta:
         try:
@@ -338,26 +337,27 @@ def download_mae_weights(url: str, *, cache_dir: str | os.PathLike | None = None
                          progress: bool = False) -> StateDict:
     """Fetch (once, into ``cache_dir``; default ``$TORCH_HOME/hub/checkpoints``) and read an MAE checkpoint.
 
-    Uses ``torch.hub.load_state_dict_from_url(..., weights_only=True)``; with ``sha256`` (full digest or a prefix of
-    at least 8 hex digits) the cached file is verified. ``file://`` URLs work too.
+    Downloads with ``torch.hub.download_url_to_file`` (atomic) and reads with
+    :func:`~fusion.utils.safe_load.load_torch_file` (never full unpickling); with ``sha256`` (full digest or a prefix
+    of at least 8 hex digits) the file is verified *before* it is read. ``file://`` URLs work too.
     """
     from urllib.parse import urlparse
 
     file_name = os.path.basename(urlparse(url).path) or "mae.pth"
-    model_dir = str(cache_dir) if cache_dir is not None else None
-    try:
-        obj = torch.hub.load_state_dict_from_url(url, model_dir=model_dir, map_location="cpu", progress=progress,
-                                                 file_name=file_name, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{url}: cannot download or read MAE weights ({exc.__class__.__name__}: {exc})") from None
+    cached = Path(cache_dir if cache_dir is not None else Path(torch.hub.get_dir()) / "checkpoints") / file_name
+    if not cached.is_file():
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cached), progress=progress)
+        except Exception as exc:
+            raise CheckpointError(f"{url}: cannot download MAE weights ({exc.__class__.__name__}: {exc})") from None
     if sha256:
-        cached = Path(model_dir or Path(torch.hub.get_dir()) / "checkpoints") / file_name
         digest = _sha256(cached)
         want = sha256.lower()
         if len(want) < 8 or not digest.startswith(want):
             raise CheckpointError(f"{cached}: SHA-256 {digest[:16]}… does not match the expected {want[:16]}… "
                                   f"(delete the file to download again)")
-    return obj
+    return load_torch_file(cached)
 
 
 def load_pretrained_backbone(model: TCMoA, source: str | os.PathLike | Mapping[str, Any] | bool, *,

@@ -21,6 +21,7 @@ import numpy as np
 
 from fusion.errors import CheckpointError, ConfigError, InputError
 from fusion.utils.logging import get_logger
+from fusion.utils.safe_load import check_finite, load_torch_file
 
 __all__ = ["Perceiver", "SegmentationOverlay", "DetectionOverlay", "create_perceiver"]
 
@@ -56,19 +57,22 @@ def _load_state(path: Path) -> tuple[dict, dict]:
     import torch
 
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path)), {}
-    compat = _compat()
-    if compat is not None and hasattr(compat, "allow_mmengine_checkpoints"):
-        compat.allow_mmengine_checkpoints()  # mmengine checkpoints hold a HistoryBuffer and numpy scalars
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load safely ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: cannot read safetensors file ({exc})") from None
+        check_finite(state, str(path))
+        return state, {}
+    obj = load_torch_file(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(obj).__name__}")
     state = obj.get("state_dict", obj)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: 'state_dict' is not a mapping of tensors")
+    check_finite(state, str(path))
     meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
     return state, meta
 

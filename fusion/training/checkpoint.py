@@ -31,6 +31,7 @@ import torch
 from fusion.errors import CheckpointError
 from fusion.utils.io import atomic_path
 from fusion.utils.logging import get_logger
+from fusion.utils.safe_load import check_finite, load_torch_file
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -115,6 +116,28 @@ def find_resume_checkpoint(source: str | os.PathLike) -> Path:
     raise CheckpointError(f"{p}: no training checkpoint (iter_*.pth) to resume from")
 
 
+_TEMP_NAME = re.compile(r"^\.iter_\d{8,}\..*\.tmp\.pth$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete partial checkpoints (``.iter_*.tmp.pth``) that a killed run left behind; returns the deleted paths.
+
+    :func:`~fusion.utils.io.atomic_path` writes a hidden temporary file and renames it; a SIGKILL in between leaves
+    the temporary file, which no later rename ever replaces. Call on the main process before training starts.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    doomed = [p for p in folder.iterdir() if _TEMP_NAME.match(p.name) and p.is_file()]
+    for p in doomed:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        log.info("removed a partial checkpoint left by an interrupted run: %s", p)
+    return doomed
+
+
 def prune_checkpoints(folder: str | os.PathLike, keep_last: int) -> list[Path]:
     """Delete all but the newest ``keep_last`` checkpoints; returns the deleted paths."""
     found = list_checkpoints(folder)
@@ -144,13 +167,7 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         CheckpointError: unreadable file, or not a training checkpoint (e.g. a bare model file).
     """
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint not found") from None
-    except Exception as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise CheckpointError(f"{path}: cannot read checkpoint with weights_only=True ({msg})") from None
+    obj = load_torch_file(path)
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path}: not a training checkpoint (no format {CHECKPOINT_FORMAT!r}); "
@@ -159,4 +176,6 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     for key in ("model", "optimizer", "progress", "streams", "rng"):
         if key not in obj:
             raise CheckpointError(f"{path}: training checkpoint lacks {key!r}")
+    if isinstance(obj["model"], dict):
+        check_finite(obj["model"], str(path))
     return obj

@@ -28,7 +28,7 @@ from torch import nn
 from fusion.errors import CheckpointError, ConfigError
 from fusion.losses import FusionLoss
 from fusion.models.shortcuts import skip_identity_blocks
-from fusion.training.checkpoint import load_training_checkpoint
+from fusion.training.checkpoint import load_training_checkpoint, remove_stale_temporaries
 from fusion.training.config import TASK_ORDER, validate_config
 from fusion.training.data import PairCropDataset, TaskStream, collect_pairs
 from fusion.training.distributed import DistInfo, barrier, cleanup_distributed
@@ -129,6 +129,7 @@ class Trainer:
             self.load(resume_path)
         self.logger: RunLogger | None = None
         if self.dist.is_main:
+            remove_stale_temporaries(self.ckpt_dir)
             self.output_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.output_dir / "config.json", json.dumps(self.cfg, indent=2, default=str) + "\n")
             lg = self.cfg["log"]
