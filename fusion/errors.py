@@ -6,7 +6,8 @@ Every message names the offending file (or key, or option) and the problem, in o
 
 from __future__ import annotations
 
-__all__ = ["FusionError", "InputError", "CheckpointError", "DatasetError", "ConfigError"]
+__all__ = ["FusionError", "InputError", "CheckpointError", "DatasetError", "ConfigError", "OutputError",
+           "NumericalError"]
 
 
 class FusionError(Exception):
@@ -27,3 +28,11 @@ class DatasetError(FusionError):
 
 class ConfigError(FusionError, ValueError):
     """A configuration value or ``key=value`` override is invalid."""
+
+
+class OutputError(FusionError):
+    """An output cannot be written (read-only folder, disk full, no permission); nothing partial is left behind."""
+
+
+class NumericalError(FusionError):
+    """A model produced NaN or infinity (broken weights, or an overflow in reduced precision)."""

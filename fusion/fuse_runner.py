@@ -232,6 +232,15 @@ def _grid_path(options: FuseOptions, output: Path) -> Path:
     return (options.out_dir / GRID_DIR / rel).with_suffix(".jpg")
 
 
+def _decodes(path: Path) -> bool:
+    """True when ``path`` is a complete, decodable image (a kept ``--skip-existing`` output must be)."""
+    try:
+        read_image(path, mode="unchanged")
+    except InputError:
+        return False
+    return True
+
+
 def plan_outputs(
     pairs: Sequence[Pair], options: FuseOptions, input_roots: Sequence[str | Path] = ()
 ) -> tuple[list[Path], list[bool]]:
@@ -253,6 +262,10 @@ def plan_outputs(
     for d, r in sorted(resolved.items()):
         if out_res == r or r in out_res.parents:
             raise InputError(f"{out_dir}: output folder is inside the input folder {d}; choose another --out")
+    for pair in pairs:
+        if pair.extract is None and pair.a.resolve() == pair.b.resolve():
+            raise InputError(f"{pair.files[0]}: given as both sources of pair {pair.name}; fusing an image with "
+                             "itself is not fusion (check --a/--b)")
     outputs = [_output_path(p, options) for p in pairs]
     seen: dict[Path, Pair] = {}
     input_dir_set = set(resolved.values())
@@ -270,7 +283,9 @@ def plan_outputs(
         if out.exists():
             if not options.skip_existing:
                 raise InputError(f"{out}: output exists (pass --overwrite to replace, or --skip-existing to resume)")
-            todo[i] = False
+            todo[i] = not _decodes(out)
+            if todo[i]:
+                log.warning("%s: kept output does not decode (empty or truncated); fusing it again", out)
     if not options.skip_existing:
         for e in extra:
             if e.exists():

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--schedule", help="configs/det name or .yaml (default: synthetic_cpu, or llvip for real data)")
     p.add_argument("--det-checkpoint", type=Path, help="evaluate this detector (.pt) on every input, no training")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow --det-checkpoint to be an ultralytics .pt pickle (it can run code; files you trust)")
     p.add_argument("--device", default="auto", help="cpu, auto, cuda, N, or N,M for ultralytics multi-GPU training")
     p.add_argument("--task", default="vif", choices=TASKS, help="fusion task (default: vif)")
     p.add_argument("--fuser-set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every fuser")
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         schedule=args.schedule,
         overrides=overrides,
         det_checkpoint=args.det_checkpoint,
+        trust_checkpoint=args.trust_checkpoint,
         device=args.device,
         task=args.task,
         max_train=args.max_train,

@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--segment", metavar="CONFIG", help="mmsegmentation config for a segmentation overlay")
     g.add_argument("--detect", metavar="WEIGHTS", help="ultralytics .pt weights or .yaml model for a detection overlay")
     p.add_argument("--seg-checkpoint", help="checkpoint for --segment")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow an ultralytics .pt pickle for --detect (it can run code; only for files you trust)")
     p.add_argument("--conf", type=float, default=0.25, help="detection confidence threshold")
     p.add_argument("--imgsz", type=int, default=640, help="detection inference size")
     p.add_argument("--no-temporal", action="store_true", help="skip the temporal-consistency measures")
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         from fusion.utils.device import resolve_device
 
         dev = str(resolve_device(args.device))
-        opts = {"conf": args.conf, "imgsz": args.imgsz} if args.detect else {}
+        opts = {"conf": args.conf, "imgsz": args.imgsz, "trust": args.trust_checkpoint} if args.detect else {}
         perceiver = create_perceiver(args.segment, seg_checkpoint=args.seg_checkpoint, detect=args.detect,
                                      device=dev, precision=args.precision, **opts)
     server = MjpegServer(args.serve) if args.serve is not None else None

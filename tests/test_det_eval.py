@@ -130,7 +130,7 @@ def test_det_eval_on_real_llvip_tree(llvip_run):
     assert "channels: 4" in (out / "datasets" / "rgbt" / "data.yaml").read_text()
     from downstream.detection.yolo import detector_info, load_detector
 
-    assert detector_info(load_detector(out / "train" / "rgbt" / "weights" / "last.pt"))["channels"] == 4
+    assert detector_info(load_detector(out / "train" / "rgbt" / "weights" / "last.safe.pt"))["channels"] == 4
     # Nothing was written into the dataset tree.
     assert sorted(p.name for p in tree.iterdir()) == ["Annotations", "infrared", "visible"]
 
@@ -139,13 +139,22 @@ def test_det_eval_on_real_llvip_tree(llvip_run):
 def test_det_eval_given_checkpoint(llvip_run, tmp_path, no_network):
     tree, out, _ = llvip_run
     given = tmp_path / "given"
-    weights = out / "train" / "ir" / "weights" / "last.pt"
+    weights = out / "train" / "ir" / "weights" / "last.safe.pt"
     assert _main([str(tree), "--out", str(given), "--det-checkpoint", str(weights), "--schedule", "tiny_test",
                   "--device", "cpu", "--inputs", "ir,vis", "--qualitative", "0"]) == 0  # fmt: skip
     assert [r["input"] for r in _rows(given)] == ["ir", "vis"]
     assert not (given / "train").exists() and not (given / "qualitative.png").exists()
     # The same weights on the same images give the same numbers as the training run's own evaluation.
     assert _rows(given)[0] == _rows(out)[0]
+    # ultralytics' own pickle of the same weights: refused, unless the user vouches for it; then the same numbers.
+    pickled = out / "train" / "ir" / "weights" / "last.pt"
+    with pytest.raises(CheckpointError, match="pickle that can run code"):
+        _main([str(tree), "--out", str(tmp_path / "refused"), "--det-checkpoint", str(pickled), "--device", "cpu",
+               "--inputs", "ir"])  # fmt: skip
+    trusted = tmp_path / "trusted"
+    assert _main([str(tree), "--out", str(trusted), "--det-checkpoint", str(pickled), "--trust-checkpoint",
+                  "--schedule", "tiny_test", "--device", "cpu", "--inputs", "ir", "--qualitative", "0"]) == 0
+    assert _rows(trusted)[0] == _rows(out)[0]
     with pytest.raises(ConfigError, match="takes 3 channels, input 'rgbt' has 4"):
         _main([str(tree), "--out", str(given), "--det-checkpoint", str(weights), "--inputs", "ir,rgbt",
                "--device", "cpu"])  # fmt: skip

@@ -35,8 +35,10 @@ from downstream.detection.inputs import (
     input_images,
     input_slug,
 )
+from downstream.detection.labels import count_boxes_outside
 from downstream.detection.metrics import DetMetrics, evaluate_detections
 from downstream.detection.report import plot_curves, plot_qualitative, write_results
+from downstream.detection.safe_weights import SAFE_SUFFIX
 from downstream.detection.schedule import load_schedule
 from downstream.detection.yolo_data import read_fingerprint, write_yolo_dataset
 from fusion.errors import ConfigError
@@ -64,7 +66,8 @@ class DetEvalSettings:
         schedule: schedule name in ``configs/det`` or a YAML path; ``None``: ``synthetic_cpu`` for synthetic data,
             else ``llvip``.
         overrides: ``key=value`` changes to the schedule.
-        det_checkpoint: evaluate this detector on every input instead of training.
+        det_checkpoint: evaluate this detector on every input instead of training (a safe detector file).
+        trust_checkpoint: allow ``det_checkpoint`` to be an ultralytics pickle (it can run code when loaded).
         device: ``cpu``, ``auto``, ``cuda``, ``N`` or ``N,M`` (ultralytics' own multi-GPU training).
         task: fusion task passed to the fusers.
         max_train, max_test: use only the first N samples of a split (quick runs).
@@ -83,6 +86,7 @@ class DetEvalSettings:
     schedule: str | None = None
     overrides: list[str] = field(default_factory=list)
     det_checkpoint: Path | None = None
+    trust_checkpoint: bool = False
     device: str = "auto"
     task: str = "vif"
     max_train: int | None = None
@@ -161,7 +165,7 @@ def _train_or_reuse(
     run_dir = s.out / "train" / slug
     record_path = run_dir / "det_eval.json"
     record = {"schedule": schedule, "data": read_fingerprint(data_yaml.parent)}
-    last = run_dir / "weights" / "last.pt"
+    last = run_dir / "weights" / f"last{SAFE_SUFFIX}"
     if not s.retrain and last.is_file() and record_path.is_file():
         try:
             if json.loads(record_path.read_text(encoding="utf-8")) == json.loads(json.dumps(record)):
@@ -173,6 +177,25 @@ def _train_or_reuse(
     weights = train_detector(data_yaml, schedule, run_dir=run_dir, device=device)
     atomic_write_text(record_path, json.dumps(record, indent=2, sort_keys=True, default=str))
     return weights, False
+
+
+def _report_boxes_outside(dataset: DetDataset) -> dict[str, Any]:
+    """Count the annotated boxes that reach far outside their image (clipped for training), and say so once."""
+    per_split, examples = {}, []
+    for split, samples in dataset.splits.items():
+        n = 0
+        for smp in samples:
+            k = count_boxes_outside(smp.labels)
+            if k:
+                n += k
+                examples.append(f"{split}/{smp.ident}")
+        per_split[split] = n
+    total = sum(per_split.values())
+    if total:
+        shown = ", ".join(examples[:5]) + (f", … ({len(examples)} images)" if len(examples) > 5 else "")
+        log.warning("%d annotated box(es) reach far outside their image and are clipped to it for training: %s",
+                    total, shown)
+    return {"count": total, "per_split": per_split, "images": examples[:50]}
 
 
 def _metrics_json(m: DetMetrics) -> dict[str, Any]:
@@ -207,13 +230,14 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
     s.out.mkdir(parents=True, exist_ok=True)
     dataset, data_root = _load_dataset(s)
     dataset = dataset.subset({"train": s.max_train, "test": s.max_test})
+    outside = _report_boxes_outside(dataset)
     test = dataset.split("test")
     inputs = list(s.inputs)
 
     given = None
     class_map = None
     if s.det_checkpoint is not None:
-        given = load_detector(s.det_checkpoint)
+        given = load_detector(s.det_checkpoint, trust=s.trust_checkpoint)
         info = detector_info(given)
         class_map = class_mapping(info["names"], dataset.classes)
         if info["imgsz"] and not any(o.split("=", 1)[0].strip() == "imgsz" for o in s.overrides):
@@ -300,6 +324,7 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
             "root": str(data_root),
             "classes": list(dataset.classes),
             "sizes": {k: len(v) for k, v in splits.items()},
+            "boxes_outside_image": outside,
         },  # fmt: skip
         "timings": timings,
         "total_s": round(time.perf_counter() - t_start, 1),

@@ -237,6 +237,20 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
     return tuple(names)
 
 
+def count_boxes_outside(labels: ImageLabels, *, tolerance: float = 0.02) -> int:
+    """How many boxes reach beyond the image by more than ``tolerance`` of its size (at least 2 px), or lie wholly
+    outside it. Such boxes are clipped (or dropped) when written for YOLO; annotation tools leave a pixel or two
+    past the border routinely, so only larger overhangs count."""
+    if len(labels.boxes) == 0:
+        return 0
+    w, h = float(labels.width), float(labels.height)
+    tx, ty = max(2.0, tolerance * w), max(2.0, tolerance * h)
+    b = np.asarray(labels.boxes, dtype=np.float64)
+    over = (b[:, 0] < -tx) | (b[:, 1] < -ty) | (b[:, 2] > w + tx) | (b[:, 3] > h + ty)
+    gone = (b[:, 2] <= 0) | (b[:, 3] <= 0) | (b[:, 0] >= w) | (b[:, 1] >= h)
+    return int((over | gone).sum())
+
+
 def yolo_lines(labels: ImageLabels, *, include_ignored: bool = False) -> list[str]:
     """YOLO text lines (``class cx cy w h``, 6 decimals) for ``labels``; boxes are clipped to the image first.
 

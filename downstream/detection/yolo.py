@@ -6,6 +6,10 @@ project-local settings folder, a local font). Two more network paths are closed 
 * a ``.pt`` name that is not a local file would be downloaded (a 30 s hang offline): refused up front;
 * ``amp=True`` on CUDA makes ultralytics' AMP check load ``yolo26n.pt`` (a download): ``amp`` is forced off unless
   that file is already in ultralytics' weights folder.
+
+Weights never run code: :func:`import_yolo` installs :mod:`downstream.detection.safe_weights`, so every load reads
+*safe detector files* (``weights_only``) and refuses ultralytics pickles unless trusted. :func:`train_detector`
+trusts only the run folder it is writing, and returns a safe copy of the trained weights (``weights/last.safe.pt``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ import numpy as np
 
 from downstream._compat import check_local_weights, setup_ultralytics_offline
 from downstream.detection.metrics import Detections
+from downstream.detection.safe_weights import (
+    SAFE_SUFFIX,
+    install_safe_yolo_loading,
+    save_safe_detector,
+    trusted_paths,
+)
 from fusion.errors import CheckpointError, ConfigError, InputError
 from fusion.utils.logging import get_logger
 
@@ -44,6 +54,7 @@ def import_yolo():
     setup_ultralytics_offline()
     from ultralytics import YOLO
 
+    install_safe_yolo_loading()
     return YOLO
 
 
@@ -120,7 +131,7 @@ def train_detector(
     run_dir: str | os.PathLike,
     device: str = "cpu",
 ) -> Path:
-    """Train a detector with ultralytics and return the final weights (``weights/last.pt``).
+    """Train a detector with ultralytics and return the final weights as a safe file (``weights/last.safe.pt``).
 
     Args:
         data_yaml: dataset YAML (see :func:`downstream.detection.yolo_data.write_yolo_dataset`).
@@ -129,7 +140,9 @@ def train_detector(
         device: ultralytics device string; several GPUs (``0,1``) start ultralytics' own DDP training.
 
     The last epoch's weights are returned rather than ``best.pt``: validation runs on the test split, and choosing
-    a checkpoint on it would leak the test set into the comparison.
+    a checkpoint on it would leak the test set into the comparison. ``pretrained=`` must be a safe detector file.
+    The ultralytics pickles the trainer writes into ``run_dir`` are trusted while it runs (it reloads them) and
+    converted once at the end; nothing else is.
     """
     YOLO = import_yolo()
     args = dict(schedule)
@@ -151,21 +164,33 @@ def train_detector(
         data=str(data_yaml), project=str(run_dir.parent.resolve()), name=run_dir.name, exist_ok=True, device=dev
     )
     det = YOLO(model, task="detect")
-    det.train(**args)
-    last = run_dir / "weights" / "last.pt"
-    if not last.is_file():
-        raise CheckpointError(f"{last}: training finished without writing weights")
-    return last
+    weights = run_dir / "weights"
+    with trusted_paths(weights):
+        det.train(**args)
+        last = weights / "last.pt"
+        if not last.is_file():
+            raise CheckpointError(f"{last}: training finished without writing weights")
+        trained = YOLO(str(last), task="detect")
+    kept = {k: v for k, v in ((getattr(trained, "ckpt", None) or {}).get("train_args") or {}).items()
+            if k in ("imgsz", "task", "single_cls")}
+    return save_safe_detector(trained, weights / f"last{SAFE_SUFFIX}", train_args=kept)
 
 
-def load_detector(weights: str | os.PathLike):
-    """Load a local ultralytics detector (``.pt``); a missing file is a :class:`CheckpointError`, never a download."""
+def load_detector(weights: str | os.PathLike, *, trust: bool = False):
+    """Load a local detector: a safe detector file, or (``trust=True`` only) an ultralytics pickle.
+
+    A missing file is a :class:`CheckpointError`, never a download; an ultralytics pickle without ``trust`` is
+    refused before any of it is unpickled.
+    """
     p = check_local_weights(weights)
     if p.suffix != ".pt":
         raise CheckpointError(f"{p}: expected trained detector weights (.pt)")
     YOLO = import_yolo()
     try:
-        model = YOLO(str(p), task="detect")
+        with trusted_paths(*([p] if trust else [])):
+            model = YOLO(str(p), task="detect")
+    except CheckpointError:
+        raise
     except Exception as exc:  # ultralytics raises many types for a bad file
         raise CheckpointError(f"{p}: cannot load detector ({exc.__class__.__name__}: {exc})") from None
     if getattr(model, "task", "detect") != "detect":

@@ -37,7 +37,7 @@ from mmseg.registry import DATASETS
 from PIL import Image
 
 from downstream.segmentation.confusion import SegScores, segmentation_scores
-from downstream.segmentation.datasets import find_fused_image
+from downstream.segmentation.datasets import check_split_files, find_fused_image
 from downstream.segmentation.engine import (
     build_segmenter,
     dataset_cfgs,
@@ -221,6 +221,20 @@ def _splits(cfg: Config, training: bool) -> list[dict]:
     return out
 
 
+def _check_split(dataset_cfg: dict, cfg: Config, *, progress: bool = False) -> None:
+    """Every source image and label of a split decodes, sizes match, labels hold only classes or the ignore label:
+    checked before any training so that a bad file fails at once, named, instead of inside a DataLoader worker."""
+    ds_cfg = copy.deepcopy(dict(dataset_cfg))
+    ds_cfg.update(modality="vis", fused_dir=None, fuser=None, pipeline=[], lazy_init=True)
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        ds = DATASETS.build(ds_cfg)
+    head = cfg.model.get("decode_head") or {}
+    head = head[0] if isinstance(head, list | tuple) else head
+    ignore = int(head.get("ignore_index", 255))
+    n = check_split_files(ds, ignore_index=ignore, progress=progress)
+    log.info("checked %d samples of %s split %r", n, dataset_cfg.get("data_root"), dataset_cfg.get("split"))
+
+
 def _sample_names(dataset_cfg: dict, k: int) -> list[str]:
     if k <= 0:
         return []
@@ -333,6 +347,9 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
     if not training and not Path(s.seg_checkpoint).is_file():
         raise ConfigError(f"--seg-checkpoint {s.seg_checkpoint}: file not found")
     splits = _splits(base_cfg, training)
+    if rank == 0:
+        for ds in splits:
+            _check_split(ds, base_cfg, progress=s.progress)
     test_ds_cfg = base_cfg.test_dataloader.dataset
     names = _sample_names(test_ds_cfg, s.num_samples)
     with DefaultScope.overwrite_default_scope("mmseg"):

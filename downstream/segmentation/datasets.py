@@ -26,17 +26,21 @@ Layouts:
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
+from PIL import Image
+from tqdm import tqdm
 
 from downstream.segmentation.classes import FMB_CLASSES, FMB_PALETTE, MFNET_CLASSES, MFNET_PALETTE
 from fusion.errors import ConfigError, DatasetError
-from fusion.utils.io import IMAGE_EXTENSIONS
+from fusion.utils.io import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
 
-__all__ = ["RGBTSegDataset", "MFNetDataset", "FMBDataset", "MODALITIES", "find_fused_image"]
+__all__ = ["RGBTSegDataset", "MFNetDataset", "FMBDataset", "MODALITIES", "find_fused_image", "check_split_files"]
 
 MODALITIES: tuple[str, ...] = ("vis", "ir", "fused")
 
@@ -217,3 +221,56 @@ class FMBDataset(RGBTSegDataset):
             out.append(dict(sample_name=name, vis_path=str(vis[name]), ir_path=str(ir), ir_channel=None,
                             seg_map_path=str(label)))
         return out
+
+
+def _decode(path: str, what: str) -> np.ndarray:
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DatasetError(f"{p}: {what} declares {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS}")
+            im.load()
+            return np.asarray(im)
+    except DatasetError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{p}: cannot decode {what} ({exc.__class__.__name__}: {exc})") from None
+
+
+def _check_sample(s: dict[str, Any], num_classes: int, ignore_index: int) -> None:
+    label = _decode(s["seg_map_path"], "label")
+    if label.ndim != 2:
+        raise DatasetError(f"{s['seg_map_path']}: label has shape {label.shape}, expected one channel of class ids")
+    values = np.unique(label)
+    bad = values[(values >= num_classes) & (values != ignore_index)]
+    if bad.size:
+        raise DatasetError(f"{s['seg_map_path']}: label value {int(bad[0])} is neither a class (0..{num_classes - 1}) "
+                           f"nor the ignore label {ignore_index}")
+    paths = [s["vis_path"]] + ([s["ir_path"]] if s["ir_path"] != s["vis_path"] else [])
+    for path in paths:
+        img = _decode(path, "image")
+        if img.shape[:2] != label.shape:
+            raise DatasetError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, its label "
+                               f"{s['seg_map_path']} is {label.shape[1]}x{label.shape[0]}")
+        if s.get("ir_channel") is not None and (img.ndim != 3 or img.shape[2] <= s["ir_channel"]):
+            raise DatasetError(f"{path}: expected an RGB + thermal image with {s['ir_channel'] + 1} channels, "
+                               f"got shape {img.shape}")
+
+
+def check_split_files(dataset: RGBTSegDataset, *, ignore_index: int = 255, workers: int = 2,
+                      progress: bool = False) -> int:
+    """Decode every source image and label of ``dataset``'s split before anything trains; returns the count.
+
+    Raises:
+        DatasetError: the first unreadable or truncated file, an image whose size differs from its label, a label
+            with more than one channel, or a label value that is neither a class nor ``ignore_index``; the file is
+            named.
+    """
+    samples = dataset.list_samples()
+    num_classes = len(dataset.METAINFO["classes"])
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(_check_sample, s, num_classes, ignore_index) for s in samples]
+        for fut in tqdm(futures, desc=f"checking {dataset.split}", unit="sample", disable=not progress, leave=False):
+            fut.result()
+    return len(samples)

@@ -16,6 +16,7 @@ extra keyword settings go to the fuser's constructor.
 from __future__ import annotations
 
 import importlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 
 from fusion.errors import ConfigError, InputError
 
-__all__ = ["TASKS", "Fuser", "register_fuser", "create_fuser", "list_fusers", "check_pair"]
+__all__ = ["TASKS", "Fuser", "register_fuser", "create_fuser", "fuser_settings", "list_fusers", "check_pair"]
 
 TASKS: tuple[str, ...] = ("vif", "mef", "mff")
 """Task names in the official index order (0 = infrared-visible, 1 = multi-exposure, 2 = multi-focus)."""
@@ -129,4 +130,34 @@ def create_fuser(spec: str | Fuser, **settings: Any) -> Fuser:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown fusion method {name!r} (known: {', '.join(sorted(_REGISTRY))})")
     factory = _REGISTRY[name]
+    _check_settings(name, factory, settings)
     return factory(arg, **settings) if sep else factory(**settings)
+
+
+def fuser_settings(name: str) -> dict[str, Any] | None:
+    """The keyword settings fuser ``name`` accepts, with their defaults (``None`` if it takes any keyword)."""
+    if name not in _REGISTRY:
+        _load_providers(until=name)
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown fusion method {name!r} (known: {', '.join(sorted(_REGISTRY))})")
+    return _accepted(_REGISTRY[name])
+
+
+def _accepted(factory: Callable[..., Any]) -> dict[str, Any] | None:
+    target = factory.__init__ if isinstance(factory, type) else factory
+    params = list(inspect.signature(target).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name: p.default for p in params
+            if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            and p.name not in ("self", "checkpoint")}
+
+
+def _check_settings(name: str, factory: Callable[..., Any], settings: dict[str, Any]) -> None:
+    accepted = _accepted(factory)
+    if accepted is None:
+        return
+    unknown = sorted(set(settings) - set(accepted))
+    if unknown:
+        known = ", ".join(sorted(accepted)) or "none"
+        raise ConfigError(f"fusion method {name!r}: unknown setting(s) {', '.join(unknown)} (accepted: {known})")

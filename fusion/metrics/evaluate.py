@@ -26,6 +26,9 @@ def _check(img: Any, role: str) -> np.ndarray:
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 3 and img.shape[2] == 4:
+        if not bool((img[:, :, 3] == 255).all()):
+            raise InputError(f"{role}: has a transparent alpha channel; metrics take (H, W) or (H, W, 3) images "
+                             "(an opaque RGBA PNG is read as RGB)")
         img = img[:, :, :3]
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise InputError(f"{role}: expected shape (H, W) or (H, W, 3), got {img.shape}")
@@ -96,6 +99,27 @@ def prepare_sample(
     return Sample(fused=t(fs), ir=t(irs), vis=t(viss), extra=extra)
 
 
+#: Smallest image side (pixels) some metrics work on, measured: their multi-scale pyramids (4-5 scales of
+#: Gaussian windows) run out of pixels below it. Every other metric needs :data:`MIN_SIDE`.
+MIN_SIDE = 16
+MIN_SIDE_BY_METRIC = {
+    ("tang", "VIF"): 41, ("tang", "MS_SSIM"): 41,
+    ("tang_legacy", "VIF"): 41, ("tang_legacy", "MS_SSIM"): 41,
+    ("mefb", "VIF"): 41, ("mefb", "MEF_SSIM"): 41,
+}
+
+
+def _check_min_side(fused: Sequence[np.ndarray], profile: str, names: Sequence[str]) -> None:
+    need = {n: MIN_SIDE_BY_METRIC.get((profile, n), MIN_SIDE) for n in names}
+    for i, f in enumerate(fused):
+        side = min(getattr(f, "shape", (0, 0))[:2] or (0,))
+        small = [n for n, k in need.items() if side < k]
+        if small and side >= MIN_SIDE:
+            k = max(need[n] for n in small)
+            raise InputError(f"fused[{i}]: {f.shape[0]}x{f.shape[1]} is too small for {', '.join(small)} "
+                             f"({profile} needs at least {k} px per side for them; other metrics need {MIN_SIDE})")
+
+
 def evaluate_batch(
     fused: Sequence[np.ndarray],
     ir: Sequence[np.ndarray],
@@ -112,6 +136,7 @@ def evaluate_batch(
     """
     prof = get_profile(profile)
     defs = prof.select(list(metrics) if metrics is not None else None)
+    _check_min_side(fused, prof.name, [d.name for d in defs])
     dev = resolve_device(device)
     if not (len(fused) == len(ir) == len(vis)):
         raise InputError(f"got {len(fused)} fused, {len(ir)} ir and {len(vis)} vis images")
@@ -152,7 +177,9 @@ def evaluate(
     """Score one fused image against its two sources.
 
     Args:
-        fused, ir, vis: ``uint8`` arrays as read from files, ``(H, W)`` or ``(H, W, 3)``, same height and width.
+        fused, ir, vis: ``uint8`` arrays as read from files, ``(H, W)`` or ``(H, W, 3)``, same height and width
+            (an opaque RGBA array is taken as RGB; transparency is refused). At least 16 px per side, 41 for the
+            multi-scale metrics (VIF and MS-SSIM of ``tang``/``tang_legacy``, VIF and MEF-SSIM of ``mefb``).
             ``ir``/``vis`` are simply the two sources whatever the task.
         profile: conventions to follow (``tang``, ``tang_legacy``, ``vifb``, ``mefb``; see
             :func:`fusion.metrics.list_profiles`).

@@ -204,7 +204,11 @@ def _fmt(x: float) -> str:
 
 
 def markdown_table(summary: Summary, metrics: Sequence[str], profile: Profile, title: str = "") -> str:
-    """Markdown table ``method | metric (↑/↓) ...`` with ``mean ± std``; the best mean per column is bold."""
+    """Markdown table ``method | metric (↑/↓) ...`` with ``mean ± std``; the best mean per column is bold.
+
+    Means over different image sets do not compare: only the methods scored on the most images compete for bold,
+    and a method scored on fewer is marked ``(incomplete)``.
+    """
     higher = {m.name: m.higher_is_better for m in profile.metrics.values()}
     lines = [f"# {title or 'Fusion metrics'}", "", f"Profile: **{profile.name}**: {profile.description}", ""]
     lines += [f"- {c}" for c in profile.conventions]
@@ -213,17 +217,20 @@ def markdown_table(summary: Summary, metrics: Sequence[str], profile: Profile, t
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] * len(head)) + "|")
     best: dict[str, float] = {}
+    full = {m: max((s[m][2] for s in summary.values()), default=0) for m in metrics}
     for m in metrics:
-        vals = [s[m][0] for s in summary.values() if not math.isnan(s[m][0])]
+        vals = [s[m][0] for s in summary.values() if not math.isnan(s[m][0]) and s[m][2] == full[m]]
         if vals:
             best[m] = max(vals) if higher.get(m, True) else min(vals)
     for meth, s in summary.items():
         n = max((s[m][2] for m in metrics), default=0)
-        cells = [meth, str(n)]
+        incomplete = any(s[m][2] < full[m] for m in metrics)
+        cells = [f"{meth} (incomplete)" if incomplete else meth, str(n)]
         for m in metrics:
-            mean, std, _ = s[m]
+            mean, std, count = s[m]
             cell = f"{_fmt(mean)} ± {_fmt(std)}"
-            cells.append(f"**{cell}**" if m in best and mean == best[m] and len(summary) > 1 else cell)
+            win = m in best and count == full[m] and mean == best[m] and len(summary) > 1
+            cells.append(f"**{cell}**" if win else cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -326,7 +333,8 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
     pairs = pair_sources(cfg.ir_dir, cfg.vis_dir)
     stems = [p[0] for p in pairs]
     sources = discover_fused(cfg.fused, stems, cfg.fused_pattern) if cfg.fused else []
-    inputs = [cfg.ir_dir, cfg.vis_dir, *[s.folder for s in sources]]
+    fused_roots = [Path(str(f).split("=", 1)[1] if "=" in str(f) else str(f)) for f in cfg.fused]
+    inputs = [cfg.ir_dir, cfg.vis_dir, *fused_roots, *[s.folder for s in sources]]
     _check_output_dir(cfg, inputs)
 
     fuser_names: list[str] = []

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusion.errors import ConfigError, InputError
+from fusion.errors import ConfigError, InputError, NumericalError
 from fusion.models.tcmoa import TCMoA, normalize
 
 __all__ = ["fuse_tensors", "fuse_arrays", "resolve_amp_dtype", "official_tile_starts", "overlap_tile_starts",
@@ -180,8 +180,13 @@ def fuse_tensors(model: TCMoA, a: torch.Tensor, b: torch.Tensor, task: str | int
             xa = normalize(a.float())
             xb = normalize(b.float())
             if compat == "official":
-                return _fuse_official(runner, xa, xb, tile, m)
-            return _fuse_default(runner, xa, xb, tile, overlap, m)
+                out = _fuse_official(runner, xa, xb, tile, m)
+            else:
+                out = _fuse_default(runner, xa, xb, tile, overlap, m)
+            if not bool(torch.isfinite(out).all()):
+                raise NumericalError(f"TC-MoA ({model.config.name}) produced NaN or infinity: its weights are broken "
+                                     f"or {amp_dtype or 'float32'} overflowed; nothing is written")
+            return out
     finally:
         model.train(was_training)
 

@@ -157,6 +157,8 @@ class DetectionOverlay:
         conf: confidence threshold.
         imgsz: inference size.
         half: fp16 inference (CUDA only).
+        trust: allow an ultralytics pickle (it can run code when loaded); by default only safe detector files
+            (``downstream.detection.safe_weights``) load.
     """
 
     def __init__(
@@ -167,21 +169,18 @@ class DetectionOverlay:
         conf: float = 0.25,
         imgsz: int = 640,
         half: bool = False,
+        trust: bool = False,
     ):
         w = str(weights)
         if not w.endswith((".yaml", ".yml")) and not Path(w).is_file():
             # A missing .pt name would make ultralytics try to download it.
             raise InputError(f"{w}: no such detection weights file")
-        compat = _compat()
-        if compat is not None:
-            compat.setup_ultralytics_offline()
-        else:
-            log.warning("downstream._compat is missing; setting YOLO_OFFLINE=1 only")
-            os.environ.setdefault("YOLO_OFFLINE", "1")
-        from ultralytics import YOLO
+        if _compat() is None:
+            raise ConfigError("downstream is missing: detection overlays need downstream.detection (safe loading)")
+        from downstream.detection.yolo import import_yolo, load_detector
 
         try:
-            self.model = YOLO(w)
+            self.model = import_yolo()(w) if w.endswith((".yaml", ".yml")) else load_detector(w, trust=trust)
         except FileNotFoundError as exc:
             raise InputError(f"{w}: {exc}") from None
         self.device = str(device)

@@ -11,6 +11,7 @@ so an interrupted run never leaves a half-written image behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -20,10 +21,11 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fusion.errors import InputError
+from fusion.errors import InputError, OutputError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
     "read_image",
     "to_uint8",
     "write_image",
@@ -34,6 +36,10 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+#: Largest image (in pixels) that is decoded; a 1 KB PNG can declare 20000x20000 pixels ("decompression bomb").
+#: 100 megapixels by default, raised with the environment variable ``TCMOA_MAX_IMAGE_PIXELS``.
+MAX_IMAGE_PIXELS = int(os.environ.get("TCMOA_MAX_IMAGE_PIXELS", 100_000_000))
 
 Mode = Literal["rgb", "gray", "unchanged"]
 
@@ -76,6 +82,10 @@ def read_image(path: str | os.PathLike, mode: Mode = "rgb") -> np.ndarray:
         raise InputError(f"{p}: empty file")
     try:
         with Image.open(p) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise InputError(f"{p}: declares {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS} "
+                                 "(raise it with TCMOA_MAX_IMAGE_PIXELS if the file is genuine)")
             im = ImageOps.exif_transpose(im)
             im.load()
             arr = _pil_to_array(im, p)
@@ -85,6 +95,8 @@ def read_image(path: str | os.PathLike, mode: Mode = "rgb") -> np.ndarray:
         # Some packages (ultralytics) register lazy Pillow plugins whose module may be absent; Pillow reaches
         # them only after every installed decoder has refused the file.
         raise InputError(f"{p}: cannot decode image (unknown or unsupported format)") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{p}: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{p}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
     arr = to_uint8(arr, source=p)
@@ -142,8 +154,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     On an exception the temporary file is removed and ``target`` is left untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; give the result the permissions a plain open() would (umask applied).
@@ -153,6 +168,12 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG):
+            raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
