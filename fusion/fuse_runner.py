@@ -34,7 +34,7 @@ from tqdm import tqdm
 from fusion.data.pairs import RESIZE_POLICIES, Pair, load_pair
 from fusion.data.postprocess import contact_sheet, official_bytescale, side_by_side
 from fusion.errors import ConfigError, FusionError, InputError
-from fusion.fusers.base import Fuser, create_fuser
+from fusion.fusers.base import Fuser, accepted_options, create_fuser
 from fusion.fusers.color import ColorFuser
 from fusion.utils.device import resolve_device
 from fusion.utils.io import IMAGE_EXTENSIONS, atomic_write_text, read_image, write_image
@@ -204,21 +204,9 @@ def build_fuser(
         optional["device"] = str(device)
     if compat == "official":
         optional["compat"] = "official"  # TC-MoA then also resizes and tiles like the official code
-    fuser: Fuser | None = None
-    # Methods that run on the CPU only (the classical baselines) take neither setting; the last try, without
-    # them, reports any other bad setting.
-    tries = [optional, *({k: v} for k, v in optional.items())] if len(optional) > 1 else [optional]
-    for extra in tries if optional else []:
-        try:
-            fuser = create_fuser(spec, **extra, **settings)
-            break
-        except TypeError:
-            log.debug("method %s does not take %s", spec, ", ".join(extra))
-    if fuser is None:
-        try:
-            fuser = create_fuser(spec, **settings)
-        except TypeError as exc:
-            raise ConfigError(f"method {spec!r}: {exc}") from None
+    # Methods that run on the CPU only (the classical baselines) take neither setting.
+    extra = accepted_options(spec, {k: v for k, v in optional.items() if k not in settings})
+    fuser = create_fuser(spec, **extra, **settings)
     return ColorFuser(fuser, mode=color, chroma=chroma) if color != "rgb" else fuser
 
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from fusion.errors import ConfigError, InputError
 
-__all__ = ["TASKS", "Fuser", "register_fuser", "create_fuser", "fuser_settings", "list_fusers", "check_pair"]
+__all__ = ["TASKS", "Fuser", "register_fuser", "create_fuser", "fuser_settings", "accepted_options", "list_fusers",
+           "check_pair"]
 
 TASKS: tuple[str, ...] = ("vif", "mef", "mff")
 """Task names in the official index order (0 = infrared-visible, 1 = multi-exposure, 2 = multi-focus)."""
@@ -143,7 +144,19 @@ def fuser_settings(name: str) -> dict[str, Any] | None:
     return _accepted(_REGISTRY[name])
 
 
+def accepted_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of runtime ``options`` (``device``, ``amp_dtype``, ``compat`` ...) that fuser ``spec`` declares.
+
+    A fuser declares its settings by its constructor's keywords; one that takes ``**settings`` (TC-MoA) takes all.
+    Nothing is probed by catching ``TypeError``.
+    """
+    accepted = fuser_settings(str(spec).partition(":")[0].strip())
+    return dict(options) if accepted is None else {k: v for k, v in options.items() if k in accepted}
+
+
 def _accepted(factory: Callable[..., Any]) -> dict[str, Any] | None:
+    if isinstance(factory, type) and factory.__init__ is object.__init__:
+        return {}
     target = factory.__init__ if isinstance(factory, type) else factory
     params = list(inspect.signature(target).parameters.values())
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):

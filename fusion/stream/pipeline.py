@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fusion.errors import ConfigError, InputError
-from fusion.fusers.base import TASKS, Fuser, create_fuser
+from fusion.fusers.base import TASKS, Fuser, accepted_options, create_fuser
 from fusion.stream.overlay import side_by_side
 from fusion.stream.pairing import Pair, Pairer
 from fusion.stream.perceive import Perceiver
@@ -141,31 +141,14 @@ def build_fuser(
     if precision != "fp32" and dev.type != "cuda":
         log.warning("precision %s requested on %s; fusers usually ignore it off the GPU", precision, dev)
     settings = dict(settings or {})
-    extras: list[dict[str, Any]] = []
     optional = {"device": str(dev)}
     if precision != "fp32":
         optional["amp_dtype"] = precision  # the TC-MoA fusers' name for autocast precision
     optional = {k: v for k, v in optional.items() if k not in settings}
-    keys = list(optional)
-    # Try with every optional setting, then with fewer, so fusers that do not take them still build.
-    for n in range(len(keys), -1, -1):
-        extras.append({k: optional[k] for k in keys[:n]})
-    for extra in extras:
-        try:
-            fuser = create_fuser(method, **settings, **extra)
-        except (TypeError, ConfigError) as exc:
-            if not extra:  # the fuser's own complaint about the user's settings
-                if isinstance(exc, ConfigError):
-                    raise
-                raise ConfigError(f"fuser {method!r}: {exc}") from None
-            continue
-        dropped = sorted(set(optional) - set(extra))
-        if "amp_dtype" in dropped:
-            log.warning("fuser %s takes no precision setting; running at its default precision", method)
-        elif dropped:
-            log.debug("fuser %s takes no %s setting", method, ", ".join(dropped))
-        return fuser
-    raise AssertionError("unreachable")  # the last attempt has no extras and either returns or raises
+    extra = accepted_options(method, optional)
+    if "amp_dtype" in optional and "amp_dtype" not in extra:
+        log.warning("fuser %s takes no precision setting; running at its default precision", method)
+    return create_fuser(method, **settings, **extra)
 
 
 def check_output_location(out: str | os.PathLike, sources: Sequence[str | FrameSource]) -> None:

@@ -40,6 +40,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Largest image (in pixels) that is decoded; a 1 KB PNG can declare 20000x20000 pixels ("decompression bomb").
 #: 100 megapixels by default, raised with the environment variable ``TCMOA_MAX_IMAGE_PIXELS``.
 MAX_IMAGE_PIXELS = int(os.environ.get("TCMOA_MAX_IMAGE_PIXELS", 100_000_000))
+# Pillow refuses twice its own limit at open(); follow ours when the user raised it above Pillow's.
+if Image.MAX_IMAGE_PIXELS is not None and MAX_IMAGE_PIXELS > Image.MAX_IMAGE_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 Mode = Literal["rgb", "gray", "unchanged"]
 
@@ -95,8 +98,9 @@ def read_image(path: str | os.PathLike, mode: Mode = "rgb") -> np.ndarray:
         # Some packages (ultralytics) register lazy Pillow plugins whose module may be absent; Pillow reaches
         # them only after every installed decoder has refused the file.
         raise InputError(f"{p}: cannot decode image (unknown or unsupported format)") from None
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{p}: {exc}") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{p}: declares more pixels than the limit of {MAX_IMAGE_PIXELS} (decompression bomb?); "
+                         "raise it with TCMOA_MAX_IMAGE_PIXELS if the file is genuine") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{p}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
     arr = to_uint8(arr, source=p)
