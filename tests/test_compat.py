@@ -76,7 +76,10 @@ def test_mmengine_checkpoint_loads_safely_through_mmengine(tmp_path):
             "meta": {"arr": np.arange(3), "f": np.float64(1.5)}}
     torch.save(ckpt, tmp_path / "c.pth")
     install_safe_mmengine_loading()
+    registry = dict(HistoryBuffer._statistics_methods)
     loaded = CheckpointLoader.load_checkpoint(str(tmp_path / "c.pth"), map_location="cpu")
+    # The file's pickled statistics methods never reach the class-wide registry (HistoryBuffer.__setstate__ would).
+    assert HistoryBuffer._statistics_methods == registry
     assert torch.equal(loaded["state_dict"]["w"], torch.ones(2))
     buf = loaded["message_hub"]["loss"]
     assert isinstance(buf, HistoryBuffer) and buf.mean() == 1.5 and buf.current() == 2.0

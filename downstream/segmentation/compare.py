@@ -44,6 +44,7 @@ from downstream.segmentation.engine import (
     evaluate_segmenter,
     load_config,
     prepare_training,
+    read_segmenter_state,
     set_data_root,
     set_input,
     train_segmenter,
@@ -346,6 +347,8 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
     training = s.seg_checkpoint is None
     if not training and not Path(s.seg_checkpoint).is_file():
         raise ConfigError(f"--seg-checkpoint {s.seg_checkpoint}: file not found")
+    if not training:
+        read_segmenter_state(s.seg_checkpoint)  # refuse an unsafe or broken file before any fusing
     splits = _splits(base_cfg, training)
     if rank == 0:
         for ds in splits:

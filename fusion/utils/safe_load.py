@@ -5,14 +5,16 @@ with **no callable allow-listed**. Pickles may still name a few non-tensor thing
 
 * numpy arrays, scalars and dtypes (``numpy._core.multiarray._reconstruct`` / ``scalar``, ``numpy.dtype``), e.g. in
   mmengine's ``message_hub`` and ``meta``;
-* ``builtins.getattr`` (mmengine's ``HistoryBuffer`` pickles its statistics methods as ``getattr(HistoryBuffer,
-  'mean')``), and mmengine's ``HistoryBuffer`` itself.
+* mmengine's ``HistoryBuffer`` (in ``message_hub``), which pickles its statistics methods as
+  ``getattr(HistoryBuffer, 'mean')`` (``builtins.getattr``).
 
 Those names are bound to inert *record* classes that only store their arguments, so the unpickler can call them
 without anything happening (torch's own ``_rebuild_from_type_v2`` calls whatever it is given: with a real
-``getattr`` allow-listed that reaches ``eval``). After unpickling, :func:`_convert` turns the records into real numpy
-objects from their raw bytes, checking the dtype is plain numeric, and resolves only ``getattr(HistoryBuffer, name)``
-for HistoryBuffer's registered statistics; any other record refuses the file. ``torch.serialization.add_safe_globals``
+``getattr`` allow-listed that reaches ``eval``). The real ``HistoryBuffer`` is never built by the unpickler either:
+its ``__setstate__`` would copy the file's statistics methods into the class-wide registry. After unpickling,
+:func:`_convert` turns the records into real numpy objects from their raw bytes (plain numeric dtypes only) and
+history buffers from their arrays, dropping the pickled statistics methods (the class has its own); any other record,
+a ``getattr`` anywhere else included, refuses the file. ``torch.serialization.add_safe_globals``
 is never called: the records are allowed only inside :func:`load_torch_file`, so no other load is widened.
 
 :func:`check_finite` rejects state dicts holding NaN or infinity (one such tensor turns a fuser's output black).
@@ -43,9 +45,14 @@ class _Record:
 
     __slots__ = ("args", "state")
 
-    def __init__(self, *args: Any) -> None:
+    def __new__(cls, *args: Any) -> _Record:
+        self = super().__new__(cls)
         self.args = args
         self.state = None
+        return self
+
+    def __init__(self, *args: Any) -> None:  # arguments are kept by __new__ (NEWOBJ calls only __new__)
+        pass
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
@@ -76,7 +83,13 @@ class _DtypeRecord(_Record):
 
 
 class _AttrRecord(_Record):
-    """``getattr(owner, name)``: never evaluated, resolved afterwards against a fixed list."""
+    """``getattr(owner, name)``: never evaluated."""
+
+    __slots__ = ()
+
+
+class _HistoryRecord(_Record):
+    """mmengine's ``HistoryBuffer`` (NEWOBJ + BUILD state ``{max_length, _log_history, _count_history, ...}``)."""
 
     __slots__ = ()
 
@@ -89,6 +102,7 @@ _NUMPY_NAMES = {
     "numpy._core.multiarray.scalar": _ScalarRecord,
     "numpy.core.multiarray.scalar": _ScalarRecord,
     "builtins.getattr": _AttrRecord,
+    "mmengine.logging.history_buffer.HistoryBuffer": _HistoryRecord,
 }
 # Plain numeric dtype codes only: an object dtype ('O') would make raw bytes into pointers.
 _DTYPE_CODE = re.compile(r"^[?bBhHiIlLqQefdgFDG]$|^(b1|[iu][1248]|f[248]|c(8|16))$")
@@ -103,11 +117,7 @@ def _history_buffer() -> type | None:
 
 
 def _allowed_globals() -> list[Any]:
-    allowed: list[Any] = [(cls, name) for name, cls in _NUMPY_NAMES.items()]
-    hb = _history_buffer()
-    if hb is not None:
-        allowed.append(hb)  # a data class: NEWOBJ uses object.__new__, BUILD fills its __dict__
-    return allowed
+    return [(cls, name) for name, cls in _NUMPY_NAMES.items()]
 
 
 # ------------------------------------------------------------------------------------------ conversion
@@ -158,13 +168,19 @@ def _scalar(rec: _ScalarRecord, name: str) -> np.generic:
     return np.frombuffer(raw, dtype=dt, count=1)[0]
 
 
-def _attr(rec: _AttrRecord, name: str) -> Any:
+def _history(rec: _HistoryRecord, name: str, depth: int) -> Any:
     hb = _history_buffer()
-    if len(rec.args) == 2 and hb is not None and rec.args[0] is hb and isinstance(rec.args[1], str):
-        method = hb._statistics_methods.get(rec.args[1])
-        if method is not None:
-            return method
-    raise CheckpointError(f"{name}: refers to a function or attribute (not data); refusing to load it")
+    state = rec.state if isinstance(rec.state, dict) else None
+    if hb is None or state is None:
+        raise CheckpointError(f"{name}: holds an mmengine HistoryBuffer that cannot be read here")
+    log_h = _convert(state.get("_log_history"), name, depth + 1)
+    count_h = _convert(state.get("_count_history"), name, depth + 1)
+    max_length = state.get("max_length")
+    if not (isinstance(log_h, np.ndarray) and isinstance(count_h, np.ndarray) and isinstance(max_length, int)):
+        raise CheckpointError(f"{name}: malformed mmengine HistoryBuffer")
+    buf = hb.__new__(hb)
+    vars(buf).update(max_length=max_length, _log_history=log_h, _count_history=count_h)
+    return buf
 
 
 def _convert(obj: Any, name: str, depth: int = 0) -> Any:
@@ -178,8 +194,10 @@ def _convert(obj: Any, name: str, depth: int = 0) -> Any:
         return _scalar(obj, name)
     if isinstance(obj, _DtypeRecord):
         return _dtype(obj, name)
+    if isinstance(obj, _HistoryRecord):
+        return _history(obj, name, depth)
     if isinstance(obj, _AttrRecord):
-        return _attr(obj, name)
+        raise CheckpointError(f"{name}: refers to a function or attribute (not data); refusing to load it")
     if isinstance(obj, _Record):
         raise CheckpointError(f"{name}: holds a numpy object that is not data")
     if isinstance(obj, OrderedDict):
@@ -194,17 +212,6 @@ def _convert(obj: Any, name: str, depth: int = 0) -> Any:
         return tuple(_convert(v, name, depth + 1) for v in obj)
     if isinstance(obj, set):
         return {_convert(v, name, depth + 1) for v in obj}
-    hb = _history_buffer()
-    if hb is not None and type(obj) is hb:
-        state = {k: _convert(v, name, depth + 1) for k, v in vars(obj).items()}
-        # The statistics live in the class registry; an instance-level copy from a file is never trusted.
-        state.pop("_statistics_methods", None)
-        for key in ("_log_history", "_count_history"):
-            if key in state and not isinstance(state[key], np.ndarray):
-                raise CheckpointError(f"{name}: malformed mmengine HistoryBuffer")
-        vars(obj).clear()
-        vars(obj).update(state)
-        return obj
     return obj  # tensors' dtypes, torch.Size and the like: plain values from torch's own allow-list
 
 
