@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fusion.errors import ConfigError
+from fusion.tasks import TASK_INDEX, TASKS, task_index
 
 __all__ = [
     "LOSS_PRESETS",
@@ -50,7 +51,6 @@ __all__ = [
     "task_index",
 ]
 
-TASK_INDEX: dict[str, int] = {"vif": 0, "mef": 1, "mff": 2}
 
 # Loss weights per task and phase. Term names are the keys of ``FusionLoss.TERMS``; ``aux`` is the routing
 # load-balancing sum from the model, divided by (epoch + 1) when the preset's ``aux_decay`` is true.
@@ -95,15 +95,6 @@ _GRAD_KY = ((0.2, 1.0, 0.2), (0.0, 0.0, 0.0), (-0.2, -1.0, -0.2))
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 _SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
 _GRAY = (0.2989, 0.587, 0.114)
-
-
-def task_index(task: str | int) -> int:
-    """``"vif"|"mef"|"mff"`` or 0/1/2 -> the official task index."""
-    if isinstance(task, int) and task in (0, 1, 2):
-        return task
-    if isinstance(task, str) and task in TASK_INDEX:
-        return TASK_INDEX[task]
-    raise ValueError(f"task must be one of vif, mef, mff (or 0, 1, 2), got {task!r}")
 
 
 def _check_images(**images: Tensor | None) -> None:
@@ -376,7 +367,7 @@ class FusionLoss(nn.Module):
         aux: Mapping[str, Any] | None = None,
         epoch: int = 0,
     ) -> dict[str, Tensor]:
-        name = ("vif", "mef", "mff")[task_index(task)]
+        name = TASKS[task_index(task)]
         _check_images(fused=fused, a=a, b=b)
         aux = aux or {}
         weights = self.weights[name][self.phase(int(epoch))]

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from downstream.detection.datasets import LAYOUTS  # noqa: E402
 from downstream.detection.evaluate import DEFAULT_INPUTS, SYNTHETIC_DEFAULTS, DetEvalSettings, run_det_eval  # noqa: E402
 from fusion.errors import ConfigError  # noqa: E402
-from fusion.fusers.base import TASKS  # noqa: E402
+from fusion.tasks import TASKS  # noqa: E402
 from fusion.utils.cli import parse_overrides, run_cli  # noqa: E402
 from fusion.utils.logging import setup_script_logging  # noqa: E402
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from fusion.metrics import get_profile, list_profiles
 from fusion.metrics.report import EvalConfig, run_evaluation
+from fusion.tasks import TASKS
 from fusion.utils.cli import run_cli
 from fusion.utils.logging import setup_script_logging
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", default="tang", help=f"metric conventions: {', '.join(list_profiles())}")
     p.add_argument("--metrics", help="comma list of metrics (default: the profile's default set)")
-    p.add_argument("--task", default="vif", choices=("vif", "mef", "mff"), help="task passed to on-the-fly fusers")
+    p.add_argument("--task", default="vif", choices=TASKS, help="task passed to on-the-fly fusers")
     p.add_argument("--out", required=True, type=Path, help="output folder (must not be inside an input folder)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

@@ -31,8 +31,8 @@ from fusion.data.layouts import (  # noqa: E402
 )
 from fusion.errors import ConfigError  # noqa: E402
 from fusion.fuse_runner import COMPAT_MODES, DistContext, FuseOptions, build_fuser, fuse_pairs, run_device  # noqa: E402
-from fusion.fusers.base import TASKS  # noqa: E402
 from fusion.fusers.color import CHROMA_SOURCES, COLOR_MODES  # noqa: E402
+from fusion.tasks import TASKS  # noqa: E402
 from fusion.utils.cli import parse_overrides, run_cli  # noqa: E402
 from fusion.utils.logging import setup_script_logging  # noqa: E402
 

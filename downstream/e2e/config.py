@@ -28,6 +28,7 @@ import os
 from typing import Any
 
 from fusion.errors import ConfigError
+from fusion.tasks import TASKS
 from fusion.utils.config import get_dotted as _get
 from fusion.utils.config import load_layered_config
 from fusion.utils.config import merge_config as _merge
@@ -110,7 +111,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "schedule.mode": MODES,
     "train.amp": ("none", "bf16", "fp16"),
     "model.init": ("auto", "checkpoint", "codec", "random"),
-    "model.task": ("vif", "mef", "mff"),
+    "model.task": TASKS,
     "loss.fusion_phase": ("warmup", "main"),
 }
 # free-form sections: keys inside them are not checked against DEFAULTS

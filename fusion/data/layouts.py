@@ -45,7 +45,7 @@ from PIL import Image
 
 from fusion.data.pairs import Pair, _describe_unpaired, _is_image, list_images, pair_files, role_of, strip_role_suffix
 from fusion.errors import ConfigError, DatasetError
-from fusion.fusers.base import TASKS
+from fusion.tasks import TASKS
 
 __all__ = [
     "Layout",

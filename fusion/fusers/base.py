@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from fusion.errors import ConfigError, InputError
+from fusion.tasks import TASKS
 
 __all__ = ["TASKS", "Fuser", "register_fuser", "create_fuser", "fuser_settings", "accepted_options", "list_fusers",
            "check_pair"]
 
-TASKS: tuple[str, ...] = ("vif", "mef", "mff")
 """Task names in the official index order (0 = infrared-visible, 1 = multi-exposure, 2 = multi-focus)."""
 
 _REGISTRY: dict[str, Callable[..., Fuser]] = {}

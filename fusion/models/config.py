@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fusion.errors import ConfigError
+from fusion.tasks import TASKS
 
 __all__ = [
     "TCMoAConfig",
@@ -90,7 +91,7 @@ class TCMoAConfig:
     interval_tau: int = 4
     tau_shift: int = 2
     num_tasks: int = 3
-    task_names: tuple[str, ...] = ("vif", "mef", "mff")
+    task_names: tuple[str, ...] = TASKS
     num_experts: int = 4
     top_k: int = 2
     noise_eps: float = 0.1

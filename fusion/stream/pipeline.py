@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fusion.errors import ConfigError, InputError
-from fusion.fusers.base import TASKS, Fuser, accepted_options, create_fuser
+from fusion.fusers.base import Fuser, accepted_options, create_fuser
 from fusion.stream.overlay import side_by_side
 from fusion.stream.pairing import Pair, Pairer
 from fusion.stream.perceive import Perceiver
@@ -42,6 +42,7 @@ from fusion.stream.sinks import FrameSink, open_sink
 from fusion.stream.sources import FrameSource, open_source, source_folder
 from fusion.stream.stats import Samples
 from fusion.stream.temporal import TemporalConsistency
+from fusion.tasks import TASKS
 from fusion.utils.device import resolve_device
 from fusion.utils.io import is_within
 from fusion.utils.logging import get_logger

@@ -16,13 +16,14 @@ import re
 from typing import Any
 
 from fusion.errors import ConfigError
+from fusion.tasks import TASKS
 from fusion.utils.config import get_dotted as _get
 from fusion.utils.config import load_layered_config
 from fusion.utils.config import merge_config as _merge
 
 __all__ = ["DEFAULTS", "default_config", "load_config", "merge_config", "validate_config", "TASK_ORDER"]
 
-TASK_ORDER: tuple[str, ...] = ("vif", "mef", "mff")
+TASK_ORDER: tuple[str, ...] = TASKS  # training streams run in the official task order
 
 DEFAULTS: dict[str, Any] = {
     "model": {
