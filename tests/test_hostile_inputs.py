@@ -86,7 +86,7 @@ def _load_mmengine(path: Path) -> None:
 
 
 def _load_stream_seg(path: Path) -> None:
-    from fusion.stream.perceive import _load_state
+    from downstream.perception import _load_state
 
     _load_state(path)
 
@@ -98,7 +98,7 @@ def _load_detector(path: Path) -> None:
 
 
 def _load_detection_overlay(path: Path) -> None:
-    from fusion.stream.perceive import DetectionOverlay
+    from downstream.perception import DetectionOverlay
 
     DetectionOverlay(path)
 

@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from downstream.perception import DetectionOverlay, SegmentationOverlay
 from fusion.errors import CheckpointError, InputError
-from fusion.stream import DetectionOverlay, IteratorSource, Perceiver, SegmentationOverlay, StreamConfig, StreamPipeline
+from fusion.stream import IteratorSource, Perceiver, StreamConfig, StreamPipeline
 from fusion.stream.perceive import create_perceiver
 
 _TINY_SEG_CONFIG = """

@@ -19,6 +19,7 @@ import importlib
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,10 @@ __all__ = ["TASKS", "Fuser", "register_fuser", "create_fuser", "fuser_settings",
 
 _REGISTRY: dict[str, Callable[..., Fuser]] = {}
 # Modules that register fusers when imported; imported lazily so that ``create_fuser("average")`` does not pay
-# for building the TC-MoA stack.
-_PROVIDERS: tuple[str, ...] = ("fusion.fusers.baselines", "fusion.fusers.tcmoa", "downstream.e2e.fuser")
+# for building the TC-MoA stack. Fusers of other packages (``downstream``'s ``tcmoa_e2e``) are plugins: entry points
+# of the group ``tcmoa_fusion.fusers`` named after the fuser, so this package never imports them by name.
+_PROVIDERS: tuple[str, ...] = ("fusion.fusers.baselines", "fusion.fusers.tcmoa")
+ENTRY_POINT_GROUP = "tcmoa_fusion.fusers"
 
 
 def check_pair(a: np.ndarray, b: np.ndarray, name: str = "pair") -> None:
@@ -112,6 +115,11 @@ def _load_providers(until: str | None = None) -> None:
             # Tolerate an absent provider (or its package); a missing dependency *inside* it is a real error.
             if not exc.name or not (mod == exc.name or mod.startswith(exc.name + ".")):
                 raise
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if until is not None and until in _REGISTRY:
+            return
+        if until is None or ep.name == until:
+            ep.load()
 
 
 def list_fusers() -> list[str]:

@@ -7,12 +7,13 @@ Quick use::
 
 Building blocks: sources (:func:`open_source`), readers and pairing, registration (:class:`Registration`,
 :func:`estimate_homography`), sinks (:func:`open_sink`), the MJPEG viewer (:class:`MjpegServer`), perception overlays
-(:class:`Perceiver`, :class:`SegmentationOverlay`, :class:`DetectionOverlay`) and temporal-consistency measures
+(:class:`Perceiver`, :func:`register_perceiver`; the mmseg and YOLO overlays are plugins in
+``downstream.perception``) and temporal-consistency measures
 (:func:`temporal_consistency`).
 """
 
 from fusion.stream.overlay import side_by_side
-from fusion.stream.perceive import DetectionOverlay, Perceiver, SegmentationOverlay, create_perceiver
+from fusion.stream.perceive import Perceiver, create_perceiver, list_perceivers, register_perceiver
 from fusion.stream.pipeline import StreamConfig, StreamPipeline, build_fuser, check_output_location, run_stream
 from fusion.stream.registration import (
     Registration,
@@ -35,7 +36,6 @@ from fusion.stream.temporal import TemporalConsistency, temporal_consistency
 
 __all__ = [
     "CORRUPT",
-    "DetectionOverlay",
     "FrameSink",
     "FrameSource",
     "ImageFolderSource",
@@ -44,7 +44,6 @@ __all__ = [
     "MjpegServer",
     "Perceiver",
     "Registration",
-    "SegmentationOverlay",
     "StreamConfig",
     "StreamPipeline",
     "TemporalConsistency",
@@ -53,6 +52,8 @@ __all__ = [
     "build_fuser",
     "check_output_location",
     "create_perceiver",
+    "list_perceivers",
+    "register_perceiver",
     "estimate_homography",
     "load_homography",
     "open_sink",

@@ -1,31 +1,27 @@
 """Perception on fused frames: a :class:`Perceiver` takes an RGB frame and returns it with results drawn on it.
 
-Two adapters import their framework lazily (so the streaming pipeline itself needs neither):
-
-* :class:`SegmentationOverlay`: an mmsegmentation config (+ checkpoint); class colours blended over the frame.
-* :class:`DetectionOverlay`: an ultralytics model (``.pt`` weights or a ``.yaml`` architecture); boxes drawn.
-
-Both first apply the project's compatibility helpers from ``downstream._compat`` (``prepare_mmseg`` /
-``install_mmcv_lite_shim`` for mmseg on mmcv-lite, ``setup_ultralytics_offline`` so that ultralytics never reaches
-for the network).
+Perceivers are registered by name (:func:`register_perceiver`), mmengine-style. The overlays that need the
+perception stack (``segment``: mmsegmentation, ``detect``: ultralytics) live in ``downstream.perception`` and are
+found through the ``tcmoa_fusion.perceivers`` entry point, so this package never imports ``downstream``.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
-import cv2
 import numpy as np
 
-from fusion.errors import CheckpointError, ConfigError, InputError
+from fusion.errors import ConfigError
 from fusion.utils.logging import get_logger
-from fusion.utils.safe_load import check_finite, load_torch_file
 
-__all__ = ["Perceiver", "SegmentationOverlay", "DetectionOverlay", "create_perceiver"]
+__all__ = ["Perceiver", "register_perceiver", "list_perceivers", "create_perceiver"]
 
 log = get_logger(__name__)
+
+ENTRY_POINT_GROUP = "tcmoa_fusion.perceivers"
+_REGISTRY: dict[str, Callable[..., Any]] = {}
 
 
 @runtime_checkable
@@ -35,169 +31,37 @@ class Perceiver(Protocol):
     def __call__(self, frame: np.ndarray) -> np.ndarray: ...
 
 
-def _compat() -> Any:
-    try:
-        import downstream._compat as compat
-    except ModuleNotFoundError as exc:
-        if exc.name in ("downstream", "downstream._compat"):
-            return None
-        raise
-    return compat
+def register_perceiver(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a perceiver class or factory under ``name``."""
+
+    def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise ConfigError(f"perceiver {name!r} registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
 
 
-def _palette(n: int) -> np.ndarray:
-    """``(n, 3)`` distinct uint8 colours (golden-ratio hues), used when a model carries no palette."""
-    hues = (np.arange(n) * 0.618033988749895 % 1.0 * 179).astype(np.uint8)
-    hsv = np.stack([hues, np.full(n, 200, np.uint8), np.full(n, 230, np.uint8)], axis=1)[None]
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
+def _load_plugins(name: str | None = None) -> None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if name is None or ep.name == name:
+            ep.load()
 
 
-def _load_state(path: Path) -> tuple[dict, dict]:
-    """``(state_dict, meta)`` from a safetensors file or a torch checkpoint, loaded without arbitrary pickles."""
-    import torch
-
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: cannot read safetensors file ({exc})") from None
-        check_finite(state, str(path))
-        return state, {}
-    obj = load_torch_file(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(obj).__name__}")
-    state = obj.get("state_dict", obj)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: 'state_dict' is not a mapping of tensors")
-    check_finite(state, str(path))
-    meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
-    return state, meta
+def list_perceivers() -> list[str]:
+    """Names of the registered perceivers (installed plugins included)."""
+    _load_plugins()
+    return sorted(_REGISTRY)
 
 
-class SegmentationOverlay:
-    """mmsegmentation model whose per-pixel classes are blended over the frame.
-
-    Args:
-        config: mmseg config file (must define ``test_pipeline``).
-        checkpoint: weights (``.pth`` from mmengine or ``.safetensors``); ``None`` keeps random weights (tests).
-        device: ``cpu``/``cuda``/``cuda:N``.
-        alpha: opacity of the class colours.
-        palette: ``(num_classes, 3)`` RGB colours; default: the checkpoint's ``dataset_meta`` palette, else generated.
-    """
-
-    def __init__(
-        self,
-        config: str | os.PathLike,
-        checkpoint: str | os.PathLike | None = None,
-        *,
-        device: str = "cpu",
-        alpha: float = 0.5,
-        palette: np.ndarray | None = None,
-    ):
-        cfg_path = Path(config)
-        if not cfg_path.is_file():
-            raise InputError(f"{cfg_path}: no such segmentation config")
-        if checkpoint is not None and not Path(checkpoint).is_file():
-            raise InputError(f"{checkpoint}: no such segmentation checkpoint")
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha={alpha}: must be in [0, 1]")
-        compat = _compat()
-        if compat is None:
-            raise ConfigError("downstream._compat is missing: install_mmcv_lite_shim() is needed before mmseg")
-        if hasattr(compat, "prepare_mmseg"):
-            compat.prepare_mmseg()  # shim + safe checkpoint types + registered mmseg modules
-        else:
-            compat.install_mmcv_lite_shim()
-        from mmseg.apis import inference_model, init_model
-
-        self._infer = inference_model
-        self.model = init_model(str(cfg_path), None, device=str(device))
-        if checkpoint is not None:
-            state, meta = _load_state(Path(checkpoint))
-            missing, unexpected = self.model.load_state_dict(state, strict=False)
-            if missing or unexpected:
-                raise CheckpointError(
-                    f"{checkpoint}: does not match {cfg_path.name} ({len(missing)} missing, {len(unexpected)} "
-                    f"unexpected keys, e.g. {(list(missing) + list(unexpected))[:3]})"
-                )
-            if isinstance(meta.get("dataset_meta"), dict):
-                self.model.dataset_meta = meta["dataset_meta"]
-        self.alpha = float(alpha)
-        n = int(getattr(self.model.decode_head, "num_classes", 0) or 0) or 256
-        meta_palette = (getattr(self.model, "dataset_meta", None) or {}).get("palette")
-        if palette is not None:
-            self.palette = np.asarray(palette, dtype=np.uint8)
-        elif meta_palette is not None and len(meta_palette) >= n:
-            self.palette = np.asarray(meta_palette, dtype=np.uint8)
-        else:
-            self.palette = _palette(n)
-        self.last_labels: np.ndarray | None = None  # (H, W) class ids of the latest frame
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        # mmseg pipelines take BGR arrays (mmcv.imread's order); the data preprocessor converts.
-        result = self._infer(self.model, np.ascontiguousarray(frame[:, :, ::-1]))
-        labels = result.pred_sem_seg.data[0].cpu().numpy().astype(np.int64)
-        self.last_labels = labels
-        colours = self.palette[np.clip(labels, 0, len(self.palette) - 1)]
-        if colours.shape[:2] != frame.shape[:2]:
-            colours = cv2.resize(colours, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
-        return cv2.addWeighted(frame, 1.0 - self.alpha, colours, self.alpha, 0.0)
-
-
-class DetectionOverlay:
-    """ultralytics YOLO model whose boxes are drawn on the frame.
-
-    Args:
-        weights: a local ``.pt`` file, or a ``.yaml`` architecture (random weights; a name like ``yolov8n.yaml``
-            resolves inside ultralytics without network).
-        device: ``cpu``/``cuda``/``cuda:N``.
-        conf: confidence threshold.
-        imgsz: inference size.
-        half: fp16 inference (CUDA only).
-        trust: allow an ultralytics pickle (it can run code when loaded); by default only safe detector files
-            (``downstream.detection.safe_weights``) load.
-    """
-
-    def __init__(
-        self,
-        weights: str | os.PathLike,
-        *,
-        device: str = "cpu",
-        conf: float = 0.25,
-        imgsz: int = 640,
-        half: bool = False,
-        trust: bool = False,
-    ):
-        w = str(weights)
-        if not w.endswith((".yaml", ".yml")) and not Path(w).is_file():
-            # A missing .pt name would make ultralytics try to download it.
-            raise InputError(f"{w}: no such detection weights file")
-        if _compat() is None:
-            raise ConfigError("downstream is missing: detection overlays need downstream.detection (safe loading)")
-        from downstream.detection.yolo import import_yolo, load_detector
-
-        try:
-            self.model = import_yolo()(w) if w.endswith((".yaml", ".yml")) else load_detector(w, trust=trust)
-        except FileNotFoundError as exc:
-            raise InputError(f"{w}: {exc}") from None
-        self.device = str(device)
-        self.conf = float(conf)
-        self.imgsz = int(imgsz)
-        self.half = bool(half) and self.device.startswith("cuda")
-        self.last_count = 0
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        extra = {"half": True} if self.half else {}  # passing half=False makes ultralytics warn
-        results = self.model.predict(
-            np.ascontiguousarray(frame[:, :, ::-1]), device=self.device, conf=self.conf, imgsz=self.imgsz,
-            verbose=False, **extra,
-        )
-        r = results[0]
-        self.last_count = 0 if r.boxes is None else len(r.boxes)
-        return np.ascontiguousarray(r.plot()[:, :, ::-1])  # plot() draws on a BGR copy
+def _build(name: str, *args: Any, **kwargs: Any) -> Any:
+    if name not in _REGISTRY:
+        _load_plugins(name)
+    if name not in _REGISTRY:
+        raise ConfigError(f"no {name!r} perceiver is installed (install the project with pip so that its "
+                          f"{ENTRY_POINT_GROUP} entry points are registered)")
+    return _REGISTRY[name](*args, **kwargs)
 
 
 def create_perceiver(
@@ -213,7 +77,7 @@ def create_perceiver(
     if segment and detect:
         raise ConfigError("choose one perception overlay: --segment or --detect, not both")
     if segment:
-        return SegmentationOverlay(segment, seg_checkpoint, device=device, **options)
+        return _build("segment", segment, seg_checkpoint, device=device, **options)
     if detect:
-        return DetectionOverlay(detect, device=device, half=precision == "fp16", **options)
+        return _build("detect", detect, device=device, half=precision == "fp16", **options)
     return None
