@@ -21,7 +21,6 @@ from downstream._compat import prepare_mmseg
 from fusion.errors import CheckpointError, ConfigError, InputError
 from fusion.stream.perceive import register_perceiver
 from fusion.utils.logging import get_logger
-from fusion.utils.safe_load import check_finite, load_torch_file
 
 __all__ = ["SegmentationOverlay", "DetectionOverlay"]
 
@@ -33,32 +32,6 @@ def _palette(n: int) -> np.ndarray:
     hues = (np.arange(n) * 0.618033988749895 % 1.0 * 179).astype(np.uint8)
     hsv = np.stack([hues, np.full(n, 200, np.uint8), np.full(n, 230, np.uint8)], axis=1)[None]
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
-
-
-def _load_state(path: Path) -> tuple[dict, dict]:
-    """``(state_dict, meta)`` from a safetensors file or a torch checkpoint, loaded without arbitrary pickles."""
-    import torch
-
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: cannot read safetensors file ({exc})") from None
-        check_finite(state, str(path))
-        return state, {}
-    obj = load_torch_file(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(obj).__name__}")
-    state = obj.get("state_dict", obj)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: 'state_dict' is not a mapping of tensors")
-    check_finite(state, str(path))
-    meta = obj.get("meta", {}) if isinstance(obj.get("meta"), dict) else {}
-    return state, meta
-
 
 
 @register_perceiver("segment")
@@ -95,7 +68,9 @@ class SegmentationOverlay:
         self._infer = inference_model
         self.model = init_model(str(cfg_path), None, device=str(device))
         if checkpoint is not None:
-            state, meta = _load_state(Path(checkpoint))
+            from downstream.segmentation.checkpoint import read_segmenter_checkpoint
+
+            state, meta = read_segmenter_checkpoint(checkpoint)
             missing, unexpected = self.model.load_state_dict(state, strict=False)
             if missing or unexpected:
                 raise CheckpointError(

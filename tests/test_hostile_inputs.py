@@ -71,7 +71,7 @@ def _load_e2e(path: Path) -> None:
 
 
 def _load_segmenter(path: Path) -> None:
-    from downstream.segmentation.engine import read_segmenter_state
+    from downstream.segmentation.checkpoint import read_segmenter_state
 
     read_segmenter_state(path)
 
@@ -86,9 +86,9 @@ def _load_mmengine(path: Path) -> None:
 
 
 def _load_stream_seg(path: Path) -> None:
-    from downstream.perception import _load_state
+    from downstream.segmentation.checkpoint import read_segmenter_checkpoint  # what SegmentationOverlay reads with
 
-    _load_state(path)
+    read_segmenter_checkpoint(path)
 
 
 def _load_detector(path: Path) -> None:

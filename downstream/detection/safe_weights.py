@@ -1,7 +1,7 @@
 """YOLO weights that load without running code, and the one switch that routes every ultralytics load through them.
 
-An ultralytics ``.pt`` is a full pickle of the model object: ``torch.load(weights_only=False)`` (what ultralytics
-does by default) runs whatever the file says. This module defines a *safe detector file*: a torch file that
+An ultralytics ``.pt`` is a full pickle of the model object, and ultralytics unpickles it in full by default, which
+runs whatever the file says. This module defines a *safe detector file*: a torch file that
 ``weights_only=True`` reads with nothing allow-listed::
 
     {"format": "tcmoa-yolo/1", "yaml": <model yaml as plain dict>, "state_dict": {name: tensor},

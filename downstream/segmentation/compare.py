@@ -36,6 +36,7 @@ from mmengine.registry import DefaultScope
 from mmseg.registry import DATASETS
 from PIL import Image
 
+from downstream.segmentation.checkpoint import read_segmenter_state
 from downstream.segmentation.confusion import SegScores, segmentation_scores
 from downstream.segmentation.datasets import check_split_files, find_fused_image
 from downstream.segmentation.engine import (
@@ -44,7 +45,6 @@ from downstream.segmentation.engine import (
     evaluate_segmenter,
     load_config,
     prepare_training,
-    read_segmenter_state,
     set_data_root,
     set_input,
     train_segmenter,

@@ -37,8 +37,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from downstream.segmentation.classes import FMB_CLASSES, FMB_PALETTE, MFNET_CLASSES, MFNET_PALETTE
-from fusion.errors import ConfigError, DatasetError
-from fusion.utils.io import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
+from fusion.errors import ConfigError, DatasetError, InputError
+from fusion.utils.io import IMAGE_EXTENSIONS, open_image_checked
 
 __all__ = ["RGBTSegDataset", "MFNetDataset", "FMBDataset", "MODALITIES", "find_fused_image", "check_split_files"]
 
@@ -224,16 +224,14 @@ class FMBDataset(RGBTSegDataset):
 
 
 def _decode(path: str, what: str) -> np.ndarray:
+    """Pixels as stored (no conversion: label ids stay ids), with the project's pixel limit."""
     p = Path(path)
     try:
-        with Image.open(p) as im:
-            w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise DatasetError(f"{p}: {what} declares {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS}")
+        with open_image_checked(p) as im:
             im.load()
             return np.asarray(im)
-    except DatasetError:
-        raise
+    except InputError as exc:
+        raise DatasetError(str(exc)) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{p}: cannot decode {what} ({exc.__class__.__name__}: {exc})") from None
 

@@ -26,11 +26,11 @@ from mmengine.runner import Runner
 from mmseg.registry import DATASETS, MODELS
 from tqdm import tqdm
 
+from downstream.segmentation.checkpoint import read_segmenter_state
 from downstream.segmentation.confusion import SegScores
 from downstream.segmentation.metric import RGBTIoUMetric
 from fusion.errors import CheckpointError, ConfigError
 from fusion.utils.logging import get_logger
-from fusion.utils.safe_load import check_finite, load_torch_file
 
 __all__ = [
     "load_config",
@@ -201,22 +201,6 @@ def train_segmenter(cfg: Config) -> Path:
         raise CheckpointError(f"{work_dir}: training finished but no checkpoint was written")
     log.info("trained %s in %.1f s -> %s", cfg.experiment_name, time.perf_counter() - t0, ckpt)
     return ckpt
-
-
-def read_segmenter_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The weights of an mmengine checkpoint (``{'state_dict': ...}``) or of a plain state dict, read safely.
-
-    Raises:
-        CheckpointError: unreadable, code-carrying, not a mapping of tensors, or holding NaN/infinity.
-    """
-    p = Path(path)
-    obj = load_torch_file(p)
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{p}: not a segmentation checkpoint (expected a state dict of tensors)")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    check_finite(state, str(p))
-    return state
 
 
 def build_segmenter(cfg: Config, checkpoint: str | os.PathLike | None, device: str | torch.device = "cpu"):

@@ -32,8 +32,9 @@ def _check(img: Any, role: str) -> np.ndarray:
         img = img[:, :, :3]
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise InputError(f"{role}: expected shape (H, W) or (H, W, 3), got {img.shape}")
-    if min(img.shape[:2]) < 16:
-        raise InputError(f"{role}: image {img.shape[0]}x{img.shape[1]} is too small (metrics need at least 16x16)")
+    if min(img.shape[:2]) < MIN_SIDE:
+        raise InputError(f"{role}: image {img.shape[0]}x{img.shape[1]} is too small "
+                         f"(metrics need at least {MIN_SIDE}x{MIN_SIDE})")
     return img
 
 

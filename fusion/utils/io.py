@@ -26,6 +26,7 @@ from fusion.errors import InputError, OutputError
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS",
+    "open_image_checked",
     "read_image",
     "to_uint8",
     "write_image",
@@ -45,6 +46,32 @@ if Image.MAX_IMAGE_PIXELS is not None and MAX_IMAGE_PIXELS > Image.MAX_IMAGE_PIX
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 Mode = Literal["rgb", "gray", "unchanged"]
+
+
+def _too_many_pixels(path: Path, size: str) -> InputError:
+    return InputError(f"{path}: declares {size} pixels, over the limit of {MAX_IMAGE_PIXELS} (decompression bomb?); "
+                      "raise it with TCMOA_MAX_IMAGE_PIXELS if the file is genuine")
+
+
+def open_image_checked(path: str | os.PathLike) -> Image.Image:
+    """``PIL.Image.open`` that refuses images over :data:`MAX_IMAGE_PIXELS` before decoding (use as a context
+    manager; the pixels are decoded on ``load()``).
+
+    Raises:
+        InputError: over the limit, or not an image Pillow can open.
+    """
+    p = Path(path)
+    try:
+        im = Image.open(p)
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(p, "more") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{p}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS:
+        im.close()
+        raise _too_many_pixels(p, f"{w}x{h}")
+    return im
 
 
 def to_uint8(arr: np.ndarray, *, source: str | os.PathLike = "<array>") -> np.ndarray:
@@ -84,11 +111,7 @@ def read_image(path: str | os.PathLike, mode: Mode = "rgb") -> np.ndarray:
     if p.stat().st_size == 0:
         raise InputError(f"{p}: empty file")
     try:
-        with Image.open(p) as im:
-            w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise InputError(f"{p}: declares {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS} "
-                                 "(raise it with TCMOA_MAX_IMAGE_PIXELS if the file is genuine)")
+        with open_image_checked(p) as im:
             im = ImageOps.exif_transpose(im)
             im.load()
             arr = _pil_to_array(im, p)
@@ -98,9 +121,8 @@ def read_image(path: str | os.PathLike, mode: Mode = "rgb") -> np.ndarray:
         # Some packages (ultralytics) register lazy Pillow plugins whose module may be absent; Pillow reaches
         # them only after every installed decoder has refused the file.
         raise InputError(f"{p}: cannot decode image (unknown or unsupported format)") from None
-    except Image.DecompressionBombError:
-        raise InputError(f"{p}: declares more pixels than the limit of {MAX_IMAGE_PIXELS} (decompression bomb?); "
-                         "raise it with TCMOA_MAX_IMAGE_PIXELS if the file is genuine") from None
+    except Image.DecompressionBombError:  # a decoder may find the real size only while loading
+        raise _too_many_pixels(p, "more") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{p}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
     arr = to_uint8(arr, source=p)
@@ -150,6 +172,9 @@ def is_within(child: str | os.PathLike, parent: str | os.PathLike) -> bool:
     return c == p or p in c.parents
 
 
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed onto ``target``.
@@ -172,15 +197,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except OSError as exc:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG):
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
             raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
-        raise
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
         raise
 
 
