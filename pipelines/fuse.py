@@ -30,8 +30,9 @@ from fusion.data.layouts import (  # noqa: E402
     resolve_layout_name,
 )
 from fusion.errors import ConfigError  # noqa: E402
-from fusion.fuse_runner import COMPAT_MODES, DistContext, FuseOptions, build_fuser, fuse_pairs, run_device  # noqa: E402
 from fusion.fusers.color import CHROMA_SOURCES, COLOR_MODES  # noqa: E402
+from fusion.runners.batch import COMPAT_MODES, FuseOptions, build_fuser, fuse_pairs  # noqa: E402
+from fusion.runners.dist import DistContext  # noqa: E402
 from fusion.tasks import TASKS  # noqa: E402
 from fusion.utils.cli import parse_overrides, run_cli  # noqa: E402
 from fusion.utils.logging import setup_script_logging  # noqa: E402
@@ -100,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         ext=args.ext,
         progress=not args.no_progress,
     )
-    ctx.init()
+    ctx.init(backend="gloo")  # the runner's collectives are on CPU tensors whatever device fuses
     try:
-        device = run_device(args.device, ctx)
+        ctx = ctx.with_device(args.device)
+        device = ctx.device
         fuser = build_fuser(
             args.method,
             device=device,

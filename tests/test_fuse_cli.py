@@ -17,8 +17,8 @@ from PIL import Image
 from fusion.data.color import split_luma_chroma
 from fusion.data.layouts import list_pairs
 from fusion.data.postprocess import official_bytescale
-from fusion.fuse_runner import DistContext
 from fusion.fusers.base import create_fuser, list_fusers
+from fusion.runners.dist import DistContext
 from fusion.utils.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

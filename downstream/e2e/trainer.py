@@ -4,7 +4,7 @@ It reuses the fusion-training machinery (``fusion.training``): the resumable dat
 (:class:`~fusion.training.data.TaskStream`), AdamW parameter groups and the warm-up + cosine learning rate
 (:mod:`~fusion.training.schedule`), atomic rotating checkpoints with every process's RNG states
 (:mod:`~fusion.training.checkpoint`), the CSV / TensorBoard logger (:class:`~fusion.training.feedback.RunLogger`)
-and the ``torchrun`` process group (:mod:`~fusion.training.distributed`; both networks sit in one DDP wrapper).
+and the ``torchrun`` process group (:mod:`~fusion.runners.dist`; both networks sit in one DDP wrapper).
 
 Per iteration the schedule (:func:`phase_at`) picks one of four phases:
 
@@ -40,9 +40,9 @@ from downstream.e2e.data import SegPairDataset, list_triples
 from downstream.e2e.model import E2EModel, build_fusion_model, build_seg_model, trainable_fusion_names
 from fusion.errors import CheckpointError, ConfigError
 from fusion.losses import FusionLoss
+from fusion.runners.dist import DistContext, barrier, cleanup_distributed
 from fusion.training.checkpoint import load_training_checkpoint, remove_stale_temporaries
 from fusion.training.data import TaskStream
-from fusion.training.distributed import DistInfo, barrier, cleanup_distributed
 from fusion.training.feedback import RunLogger, csv_columns
 from fusion.training.runtime import (
     amp_setup,
@@ -148,7 +148,7 @@ class E2ETrainer:
         self.cfg = copy.deepcopy(cfg)
         self.callbacks = list(callbacks)
         tr = self.cfg["train"]
-        self.dist: DistInfo = setup_runtime(tr)
+        self.dist: DistContext = setup_runtime(tr)
         self.device = self.dist.device
         self.output_dir = Path(self.cfg["output_dir"])
         self.ckpt_dir = self.output_dir / "checkpoints"

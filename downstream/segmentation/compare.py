@@ -62,6 +62,7 @@ from downstream.segmentation.report import (
 from downstream.segmentation.transforms import LoadRGBTImage, read_rgbt_sources
 from fusion.errors import ConfigError, DatasetError
 from fusion.fusers import list_fusers
+from fusion.runners.dist import DistContext
 from fusion.utils.device import resolve_device
 from fusion.utils.io import atomic_write_text, is_within, write_image
 from fusion.utils.logging import get_logger
@@ -294,8 +295,8 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
         if torch.cuda.is_available():
             init_dist(s.launcher, backend="nccl")
         elif s.launcher == "pytorch":
-            # mmengine's init_dist always calls torch.cuda.set_device; on CPU-only machines use gloo directly.
-            torch.distributed.init_process_group(backend="gloo")
+            # mmengine's init_dist always calls torch.cuda.set_device; on CPU-only machines join with gloo.
+            DistContext.from_env().init(backend="gloo")
         else:
             raise ConfigError(f"launcher={s.launcher!r} needs CUDA here; on CPU use --launcher pytorch (torchrun)")
     rank = get_rank()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fusion.runners.dist import DistContext, all_gather_object, all_reduce_mean, barrier, init_distributed
 from fusion.training.checkpoint import (
     capture_rng,
     find_resume_checkpoint,
@@ -21,7 +22,6 @@ from fusion.training.checkpoint import (
     restore_rng,
     save_training_checkpoint,
 )
-from fusion.training.distributed import DistInfo, all_gather_object, all_reduce_mean, barrier, init_distributed
 from fusion.utils.device import resolve_device
 from fusion.utils.logging import get_logger
 
@@ -50,10 +50,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_runtime(train_cfg: dict[str, Any]) -> DistInfo:
+def setup_runtime(train_cfg: dict[str, Any]) -> DistContext:
     """Apply ``threads``, ``deterministic`` and ``device`` of a ``train`` config section; join the process group.
 
-    Returns the :class:`~fusion.training.distributed.DistInfo` of this process (a single process when not launched
+    Returns the :class:`~fusion.runners.dist.DistContext` of this process (a single process when not launched
     with ``torchrun``).
     """
     if train_cfg["threads"]:
@@ -65,7 +65,7 @@ def setup_runtime(train_cfg: dict[str, Any]) -> DistInfo:
     return init_distributed(resolve_device(train_cfg["device"]))
 
 
-def wrap_ddp(module: nn.Module, dist: DistInfo) -> nn.Module:
+def wrap_ddp(module: nn.Module, dist: DistContext) -> nn.Module:
     """``module`` in a ``DistributedDataParallel`` wrapper under torchrun, else ``module`` itself.
 
     ``find_unused_parameters``: a schedule phase may leave a whole part (fuser or segmenter, a task's router)
@@ -120,12 +120,12 @@ def resolve_resume(resume: str | os.PathLike | None, ckpt_dir: str | os.PathLike
     return find_resume_checkpoint(resume)
 
 
-def rng_snapshot(dist: DistInfo) -> dict[str, Any]:
+def rng_snapshot(dist: DistContext) -> dict[str, Any]:
     """Every process's RNG states, gathered for a checkpoint (collective call)."""
     return {"world_size": dist.world_size, "per_rank": all_gather_object(capture_rng())}
 
 
-def restore_rng_snapshot(rng: dict[str, Any], dist: DistInfo, source: str | os.PathLike) -> None:
+def restore_rng_snapshot(rng: dict[str, Any], dist: DistContext, source: str | os.PathLike) -> None:
     """Restore this process's RNG states from :func:`rng_snapshot`; with another world size they cannot be mapped
     to ranks, so the seeded states stay (with a warning naming ``source``)."""
     if int(rng["world_size"]) == dist.world_size:
@@ -136,7 +136,7 @@ def restore_rng_snapshot(rng: dict[str, Any], dist: DistInfo, source: str | os.P
 
 
 def save_checkpoint_collective(state: dict[str, Any], ckpt_dir: str | os.PathLike, iteration: int, keep_last: int,
-                               dist: DistInfo) -> Path | None:
+                               dist: DistContext) -> Path | None:
     """Rank 0 writes ``state`` (:func:`~fusion.training.checkpoint.save_training_checkpoint`); every rank waits.
     Returns the file on rank 0, None elsewhere."""
     path = save_training_checkpoint(state, ckpt_dir, iteration, keep_last) if dist.is_main else None

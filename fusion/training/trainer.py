@@ -28,10 +28,10 @@ from torch import nn
 from fusion.errors import CheckpointError, ConfigError
 from fusion.losses import FusionLoss
 from fusion.models.shortcuts import skip_identity_blocks
+from fusion.runners.dist import DistContext, barrier, cleanup_distributed
 from fusion.training.checkpoint import load_training_checkpoint, remove_stale_temporaries
 from fusion.training.config import TASK_ORDER, validate_config
 from fusion.training.data import PairCropDataset, TaskStream, collect_pairs
-from fusion.training.distributed import DistInfo, barrier, cleanup_distributed
 from fusion.training.ema import ModelEMA
 from fusion.training.feedback import RunLogger, csv_columns
 from fusion.training.runtime import (
@@ -89,7 +89,7 @@ class Trainer:
         self.cfg = copy.deepcopy(cfg)
         self.callbacks = list(callbacks)
         tr = self.cfg["train"]
-        self.dist: DistInfo = setup_runtime(tr)
+        self.dist: DistContext = setup_runtime(tr)
         self.device = self.dist.device
         self.output_dir = Path(self.cfg["output_dir"])
         self.ckpt_dir = self.output_dir / "checkpoints"

@@ -1,4 +1,4 @@
-"""Fuse many pairs into an output folder: the library behind ``pipelines/fuse.py``.
+"""Batch fusion: fuse many pairs into an output folder (the library behind ``pipelines/fuse.py``).
 
 Order of work, so that bad input never leaves partial output:
 
@@ -18,17 +18,14 @@ and rank 0 writes the summary after a barrier.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from fusion.data.pairs import RESIZE_POLICIES, Pair, load_pair
@@ -36,7 +33,7 @@ from fusion.data.postprocess import contact_sheet, official_bytescale, side_by_s
 from fusion.errors import ConfigError, FusionError, InputError
 from fusion.fusers.base import Fuser, accepted_options, create_fuser
 from fusion.fusers.color import ColorFuser
-from fusion.utils.device import resolve_device
+from fusion.runners.dist import DistContext
 from fusion.utils.io import IMAGE_EXTENSIONS, atomic_write_text, read_image, write_image
 from fusion.utils.logging import get_logger
 
@@ -47,7 +44,6 @@ __all__ = [
     "FuseOptions",
     "DistContext",
     "build_fuser",
-    "run_device",
     "plan_outputs",
     "check_inputs",
     "fuse_pairs",
@@ -110,82 +106,10 @@ class FuseOptions:
                 raise ConfigError(f"ext {self.ext!r}: expected one of {', '.join(IMAGE_EXTENSIONS)}")
 
 
-@dataclass
-class DistContext:
-    """The process's place in a ``torchrun`` launch (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); one process if unset."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    _owns_group: bool = field(default=False, repr=False)
-
-    @classmethod
-    def from_env(cls) -> DistContext:
-        try:
-            rank = int(os.environ.get("RANK", "0"))
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            local = int(os.environ.get("LOCAL_RANK", str(rank)))
-        except ValueError as exc:
-            raise ConfigError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers ({exc})") from None
-        if world < 1 or not 0 <= rank < world:
-            raise ConfigError(f"RANK={rank} WORLD_SIZE={world}: expected 0 <= RANK < WORLD_SIZE")
-        return cls(rank, world, local)
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    def init(self, timeout_s: float = 1800.0) -> None:
-        """Join the ``gloo`` process group (collectives on CPU tensors work whatever device fuses)."""
-        dist = torch.distributed
-        if self.distributed and not dist.is_initialized():
-            dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
-            self._owns_group = True
-
-    def close(self) -> None:
-        if self._owns_group and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-            self._owns_group = False
-
-    def shard(self, items: Sequence[Any]) -> list[Any]:
-        return list(items[self.rank :: self.world_size])
-
-    def all_true(self, flag: bool) -> bool:
-        if not self.distributed:
-            return flag
-        t = torch.tensor([int(flag)], dtype=torch.int64)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-        return bool(t.item())
-
-    def barrier(self) -> None:
-        if self.distributed:
-            torch.distributed.barrier()
-
-    def gather(self, obj: Any) -> list[Any]:
-        if not self.distributed:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-
-def run_device(device: str, ctx: DistContext) -> torch.device:
-    """The device this process fuses on: under ``torchrun``, ``auto``/``cuda`` mean ``cuda:LOCAL_RANK``."""
-    dev = resolve_device(device)
-    if dev.type == "cuda" and ctx.distributed and str(device).strip().lower() in ("auto", "cuda"):
-        count = torch.cuda.device_count()
-        if ctx.local_rank >= count:
-            log.warning("LOCAL_RANK %d but only %d GPU(s): processes share GPUs", ctx.local_rank, count)
-        dev = torch.device(f"cuda:{ctx.local_rank % count}")
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    return dev
-
-
 def build_fuser(
     spec: str,
     *,
-    device: torch.device | str | None = None,
+    device: Any = None,
     color: str = "rgb",
     chroma: str = "auto",
     compat: str = "none",
