@@ -1,7 +1,11 @@
 """Conventions shared by the scripts in ``pipelines/``.
 
 * :func:`run_cli` turns a :class:`~fusion.errors.FusionError` into one line on stderr and exit status 2.
-* :func:`parse_overrides` reads ultralytics/mmengine-style ``key=value`` overrides into a nested dict.
+* One override grammar in every script: positional ``key=value`` arguments (dotted keys for nested options, values
+  read as Python literals when they parse as one), as ultralytics and mmengine users know it; fuser settings are the
+  section ``fuser.<setting>=<value>``. :func:`split_overrides` separates them from plain positionals,
+  :func:`parse_overrides` reads them into a nested dict, :func:`pop_section` takes the ``fuser`` part out.
+* Lists are comma-separated everywhere (``--inputs ir,vis,gff``); :func:`comma_list` also accepts them space-separated.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from fusion.errors import ConfigError, FusionError
 
-__all__ = ["run_cli", "parse_overrides", "apply_overrides"]
+__all__ = ["run_cli", "parse_overrides", "apply_overrides", "split_overrides", "pop_section", "comma_list"]
 
 
 def run_cli(main: Callable[[], int | None]) -> None:
@@ -79,3 +83,36 @@ def apply_overrides(cfg: dict[str, Any], overrides: dict[str, Any], *, strict: b
         else:
             cfg[key] = value
     return cfg
+
+
+def split_overrides(tokens: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``(plain, overrides)``: the positional tokens without ``=`` and the ``key=value`` ones, in order.
+
+    A token counts as an override when the part before the first ``=`` is a dotted identifier (so a path such as
+    ``runs/a=b`` stays a plain positional).
+    """
+    plain: list[str] = []
+    overrides: list[str] = []
+    for tok in tokens:
+        key = tok.split("=", 1)[0]
+        if "=" in tok and key and all(part.isidentifier() for part in key.split(".")):
+            overrides.append(tok)
+        else:
+            plain.append(tok)
+    return plain, overrides
+
+
+def pop_section(overrides: dict[str, Any], section: str) -> dict[str, Any]:
+    """Remove and return ``overrides[section]`` (``{}`` when absent); a non-dict value is a :class:`ConfigError`."""
+    value = overrides.pop(section, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{section}={value!r}: expected {section}.<key>=<value>")
+    return value
+
+
+def comma_list(values: str | Iterable[str] | None) -> list[str]:
+    """``"a,b"`` or ``["a,b", "c"]`` -> ``["a", "b", "c"]`` (empty items dropped)."""
+    if values is None:
+        return []
+    items = [values] if isinstance(values, str) else list(values)
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
