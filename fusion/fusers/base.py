@@ -15,29 +15,25 @@ extra keyword settings go to the fuser's constructor.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
 from typing import Any
 
 import numpy as np
 
 from fusion.errors import ConfigError, InputError
+from fusion.registry import Registry, declared_keywords
 from fusion.tasks import TASKS
 
-__all__ = ["TASKS", "Fuser", "register_fuser", "create_fuser", "fuser_settings", "accepted_options", "list_fusers",
-           "check_pair"]
+__all__ = ["TASKS", "FUSERS", "Fuser", "register_fuser", "create_fuser", "fuser_settings", "accepted_options",
+           "list_fusers", "check_pair"]
 
-"""Task names in the official index order (0 = infrared-visible, 1 = multi-exposure, 2 = multi-focus)."""
-
-_REGISTRY: dict[str, Callable[..., Fuser]] = {}
-# Modules that register fusers when imported; imported lazily so that ``create_fuser("average")`` does not pay
-# for building the TC-MoA stack. Fusers of other packages (``downstream``'s ``tcmoa_e2e``) are plugins: entry points
-# of the group ``tcmoa_fusion.fusers`` named after the fuser, so this package never imports them by name.
-_PROVIDERS: tuple[str, ...] = ("fusion.fusers.baselines", "fusion.fusers.tcmoa")
 ENTRY_POINT_GROUP = "tcmoa_fusion.fusers"
+# Providers are imported lazily so that ``create_fuser("average")`` does not pay for building the TC-MoA stack.
+# Fusers of other packages (``downstream``'s ``tcmoa_e2e``) are plugins: entry points of ENTRY_POINT_GROUP named
+# after the fuser, so this package never imports them by name.
+FUSERS: Registry[Callable[..., Fuser]] = Registry(
+    "fusion method", group=ENTRY_POINT_GROUP, providers=("fusion.fusers.baselines", "fusion.fusers.tcmoa"))
 
 
 def check_pair(a: np.ndarray, b: np.ndarray, name: str = "pair") -> None:
@@ -94,38 +90,12 @@ def register_fuser(name: str) -> Callable[[Callable[..., Fuser]], Callable[..., 
     The factory is called as ``factory(arg, **settings)`` when the spec has an argument (``name:arg``),
     else ``factory(**settings)``.
     """
-
-    def deco(factory: Callable[..., Fuser]) -> Callable[..., Fuser]:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ConfigError(f"fuser {name!r} registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def _load_providers(until: str | None = None) -> None:
-    """Import the provider modules in order; stop once ``until`` is registered (cheap providers come first)."""
-    for mod in _PROVIDERS:
-        if until is not None and until in _REGISTRY:
-            return
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            # Tolerate an absent provider (or its package); a missing dependency *inside* it is a real error.
-            if not exc.name or not (mod == exc.name or mod.startswith(exc.name + ".")):
-                raise
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if until is not None and until in _REGISTRY:
-            return
-        if until is None or ep.name == until:
-            ep.load()
+    return FUSERS.register(name)
 
 
 def list_fusers() -> list[str]:
     """Names of all registered fusers."""
-    _load_providers()
-    return sorted(_REGISTRY)
+    return FUSERS.names()
 
 
 def create_fuser(spec: str | Fuser, **settings: Any) -> Fuser:
@@ -134,22 +104,14 @@ def create_fuser(spec: str | Fuser, **settings: Any) -> Fuser:
         return spec
     name, sep, arg = str(spec).partition(":")
     name = name.strip()
-    if name not in _REGISTRY:
-        _load_providers(until=name)
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown fusion method {name!r} (known: {', '.join(sorted(_REGISTRY))})")
-    factory = _REGISTRY[name]
+    factory = FUSERS.get(name)
     _check_settings(name, factory, settings)
     return factory(arg, **settings) if sep else factory(**settings)
 
 
 def fuser_settings(name: str) -> dict[str, Any] | None:
     """The keyword settings fuser ``name`` accepts, with their defaults (``None`` if it takes any keyword)."""
-    if name not in _REGISTRY:
-        _load_providers(until=name)
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown fusion method {name!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _accepted(_REGISTRY[name])
+    return declared_keywords(FUSERS.get(name), exclude=("checkpoint",))
 
 
 def accepted_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -162,20 +124,8 @@ def accepted_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
     return dict(options) if accepted is None else {k: v for k, v in options.items() if k in accepted}
 
 
-def _accepted(factory: Callable[..., Any]) -> dict[str, Any] | None:
-    if isinstance(factory, type) and factory.__init__ is object.__init__:
-        return {}
-    target = factory.__init__ if isinstance(factory, type) else factory
-    params = list(inspect.signature(target).parameters.values())
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return {p.name: p.default for p in params
-            if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            and p.name not in ("self", "checkpoint")}
-
-
 def _check_settings(name: str, factory: Callable[..., Any], settings: dict[str, Any]) -> None:
-    accepted = _accepted(factory)
+    accepted = declared_keywords(factory, exclude=("checkpoint",))
     if accepted is None:
         return
     unknown = sorted(set(settings) - set(accepted))

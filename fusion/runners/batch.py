@@ -31,8 +31,8 @@ from tqdm import tqdm
 from fusion.data.pairs import RESIZE_POLICIES, Pair, load_pair
 from fusion.data.postprocess import contact_sheet, official_bytescale, side_by_side
 from fusion.errors import ConfigError, FusionError, InputError
-from fusion.fusers.base import Fuser, accepted_options, create_fuser
-from fusion.fusers.color import ColorFuser
+from fusion.fusers.base import Fuser
+from fusion.fusers.spec import build_fuser
 from fusion.runners.dist import DistContext
 from fusion.utils.io import IMAGE_EXTENSIONS, atomic_write_text, read_image, write_image
 from fusion.utils.logging import get_logger
@@ -104,34 +104,6 @@ class FuseOptions:
             self.ext = self.ext if self.ext.startswith(".") else f".{self.ext}"
             if self.ext.lower() not in IMAGE_EXTENSIONS:
                 raise ConfigError(f"ext {self.ext!r}: expected one of {', '.join(IMAGE_EXTENSIONS)}")
-
-
-def build_fuser(
-    spec: str,
-    *,
-    device: Any = None,
-    color: str = "rgb",
-    chroma: str = "auto",
-    compat: str = "none",
-    **settings: Any,
-) -> Fuser:
-    """``create_fuser(spec, **settings)`` wrapped for ``color``.
-
-    The method also gets ``device=`` and, with ``compat="official"``, ``compat="official"`` when it takes them
-    (TC-MoA does; the CPU baselines do not).
-
-    Raises:
-        ConfigError: unknown method, or settings the method does not take.
-    """
-    optional: dict[str, Any] = {}
-    if device is not None:
-        optional["device"] = str(device)
-    if compat == "official":
-        optional["compat"] = "official"  # TC-MoA then also resizes and tiles like the official code
-    # Methods that run on the CPU only (the classical baselines) take neither setting.
-    extra = accepted_options(spec, {k: v for k, v in optional.items() if k not in settings})
-    fuser = create_fuser(spec, **extra, **settings)
-    return ColorFuser(fuser, mode=color, chroma=chroma) if color != "rgb" else fuser
 
 
 def _output_path(pair: Pair, options: FuseOptions) -> Path:

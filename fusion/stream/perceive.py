@@ -8,12 +8,12 @@ found through the ``tcmoa_fusion.perceivers`` entry point, so this package never
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from fusion.errors import ConfigError
+from fusion.registry import Registry
 from fusion.utils.logging import get_logger
 
 __all__ = ["Perceiver", "register_perceiver", "list_perceivers", "create_perceiver"]
@@ -21,7 +21,9 @@ __all__ = ["Perceiver", "register_perceiver", "list_perceivers", "create_perceiv
 log = get_logger(__name__)
 
 ENTRY_POINT_GROUP = "tcmoa_fusion.perceivers"
-_REGISTRY: dict[str, Callable[..., Any]] = {}
+PERCEIVERS: Registry[Callable[..., Any]] = Registry(
+    "perceiver", group=ENTRY_POINT_GROUP,
+    missing_hint=f"install the project with pip so that its {ENTRY_POINT_GROUP} entry points are registered")
 
 
 @runtime_checkable
@@ -33,35 +35,16 @@ class Perceiver(Protocol):
 
 def register_perceiver(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a perceiver class or factory under ``name``."""
-
-    def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ConfigError(f"perceiver {name!r} registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def _load_plugins(name: str | None = None) -> None:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if name is None or ep.name == name:
-            ep.load()
+    return PERCEIVERS.register(name)
 
 
 def list_perceivers() -> list[str]:
     """Names of the registered perceivers (installed plugins included)."""
-    _load_plugins()
-    return sorted(_REGISTRY)
+    return PERCEIVERS.names()
 
 
 def _build(name: str, *args: Any, **kwargs: Any) -> Any:
-    if name not in _REGISTRY:
-        _load_plugins(name)
-    if name not in _REGISTRY:
-        raise ConfigError(f"no {name!r} perceiver is installed (install the project with pip so that its "
-                          f"{ENTRY_POINT_GROUP} entry points are registered)")
-    return _REGISTRY[name](*args, **kwargs)
+    return PERCEIVERS.get(name)(*args, **kwargs)
 
 
 def create_perceiver(
