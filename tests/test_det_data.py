@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -70,13 +72,16 @@ def test_rgbt_and_fused_inputs_are_cached(pairs, tmp_path):
 
     fused = input_images("maximum", pairs["train"], "train", cache)
     p = fused["a1"]
-    assert p.parent == cache / "maximum" / "train"
+    assert p.parent.parent.parent == cache and p.parent.name == "train"
+    assert p.parent.parent.name.startswith("maximum-")  # the fused-image cache's <slug>-<key> folder
     a, b = read_image(pairs["train"][0].vis, "rgb"), read_image(pairs["train"][0].ir, "rgb")
     np.testing.assert_array_equal(read_image(p, "rgb"), np.maximum(a, b))
     stamp = p.stat().st_mtime_ns
     assert input_images("maximum", pairs["train"], "train", cache)["a1"].stat().st_mtime_ns == stamp  # reused
-    input_images("maximum", pairs["train"], "train", cache, task="mef")  # another task: recomputed
-    assert p.stat().st_mtime_ns != stamp
+    other = input_images("maximum", pairs["train"], "train", cache, task="mef")["a1"]  # another task: another key
+    assert other != p and other.is_file() and p.stat().st_mtime_ns == stamp
+    os.utime(pairs["train"][0].ir, ns=(stamp + 10**9, stamp + 10**9))  # a source newer than its fused image
+    assert input_images("maximum", pairs["train"], "train", cache)["a1"].stat().st_mtime_ns != stamp
     small = input_images("maximum", pairs["train"], "train", cache, fused_format="jpg")["a1"]
     assert small.suffix == ".jpg" and np.abs(read_image(small).astype(int) - np.maximum(a, b)).mean() < 8
 

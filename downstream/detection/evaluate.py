@@ -108,7 +108,7 @@ def prepare_synthetic_llvip(root: str | os.PathLike, **sizes: int) -> Path:
 
 
 def _check_inputs(inputs: tuple[str, ...]) -> None:
-    from fusion.fusers import list_fusers
+    from fusion.fusers import FuserSpec, list_fusers
 
     if not inputs:
         raise ConfigError("no inputs to compare")
@@ -118,7 +118,7 @@ def _check_inputs(inputs: tuple[str, ...]) -> None:
     for name in inputs:
         if name in SINGLE_INPUTS or name == EARLY_FUSION:
             continue
-        if name.split(":", 1)[0] not in known:
+        if FuserSpec.parse(name).name not in known:
             raise ConfigError(
                 f"input {name!r}: not ir, vis, {EARLY_FUSION} or a fusion method (known: {', '.join(sorted(known))})"
             )
@@ -139,9 +139,8 @@ def _load_dataset(s: DetEvalSettings) -> tuple[DetDataset, Path]:
 
 
 def _fuser_kwargs(s: DetEvalSettings, name: str, device: str) -> dict[str, Any]:
-    kw = dict(s.fuser_kwargs)
-    if name.startswith("tcmoa") and "device" not in kw:
-        kw["device"] = "cpu" if device == "cpu" else f"cuda:{device.split(',')[0]}"
+    kw = dict(s.fuser_kwargs)  # device reaches only the fusers that declare it (FuserSpec.build)
+    kw.setdefault("device", "cpu" if device == "cpu" else f"cuda:{device.split(',')[0]}")
     return kw
 
 

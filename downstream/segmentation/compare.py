@@ -19,7 +19,6 @@ Without a dataset root it renders the synthetic MFNet-layout scenes of :mod:`fus
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import time
@@ -62,8 +61,11 @@ from downstream.segmentation.report import (
 from downstream.segmentation.transforms import LoadRGBTImage, read_rgbt_sources
 from fusion.errors import ConfigError, DatasetError
 from fusion.fusers import list_fusers
+from fusion.fusers.spec import FuserSpec
+from fusion.runners.cache import FusedImageCache
 from fusion.runners.dist import DistContext
 from fusion.utils.device import resolve_device
+from fusion.utils.fingerprint import digest, file_identity
 from fusion.utils.io import atomic_write_text, is_within, write_image
 from fusion.utils.logging import get_logger
 from fusion.weights import SHIPPED_WEIGHTS
@@ -198,17 +200,6 @@ def choose_threads(requested: int | None = None) -> int:
     except OSError:
         load = 0.0
     return max(1, min(cores // 2, cores - int(load + 0.5)))
-
-
-def _hash(obj: Any, n: int = 10) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:n]
-
-
-def _file_id(path: str | None) -> Any:
-    if not path:
-        return None
-    p = Path(path)
-    return [str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] if p.is_file() else str(p)
 
 
 def _splits(cfg: Config, training: bool) -> list[dict]:
@@ -365,23 +356,23 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
     rows: list[ResultRow] = []
     cfg_by_label: dict[str, Config] = {}
     run_dirs: dict[str, Path] = {}
+    caches: dict[str, FusedImageCache] = {}
     for k, spec in enumerate(specs, 1):
         cfg = copy.deepcopy(base_cfg)
         fused_dir = None
         if spec.kind == "fuser":
-            fname, _, farg = spec.source.partition(":")
-            weights = farg or (str(SHIPPED_TCMOA[1]) if fname == SHIPPED_TCMOA[0] else None)
-            # the weights' size and time are part of the key, so retrained weights are fused again
-            fsig = _hash({"spec": spec.source, "settings": s.fuser_settings, "root": str(Path(data_root).resolve()),
-                          "ckpt": _file_id(weights)}, 8)
-            fused_dir = out / "fused" / f"{spec.label}-{fsig}"
+            # the key holds the settings and the weights' identity: retrained weights are fused again
+            cache = FusedImageCache(out / "fused", FuserSpec.parse(spec.source, s.fuser_settings),
+                                    context={"root": str(Path(data_root).resolve())})
+            caches[spec.label] = cache
+            fused_dir = cache.folder
         elif spec.kind == "folder":
             fused_dir = Path(spec.source)
         set_input(cfg, spec.modality, fused_dir=fused_dir)
         cfg_by_label[spec.label] = cfg
-        sig = _hash({"cfg": cfg.to_dict(), "seed": s.seed, "iters": s.iters, "batch": s.batch_size,
-                     "deterministic": s.deterministic, "seg_checkpoint": _file_id(s.seg_checkpoint),
-                     "folder": _file_id(spec.source) if spec.kind == "folder" else None})
+        sig = digest({"cfg": cfg.to_dict(), "seed": s.seed, "iters": s.iters, "batch": s.batch_size,
+                     "deterministic": s.deterministic, "seg_checkpoint": file_identity(s.seg_checkpoint),
+                     "folder": file_identity(spec.source) if spec.kind == "folder" else None})
         run_dir = out / "runs" / f"{spec.label}-{sig}"
         run_dirs[spec.label] = run_dir
         result_path = run_dir / "result.json"
@@ -398,7 +389,7 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
         if spec.kind == "fuser":
             if rank == 0:
                 for ds in splits:
-                    fuse_split(ds, ds["split"], spec.source, fused_dir, fuser_settings=s.fuser_settings,
+                    fuse_split(ds, ds["split"], caches[spec.label], runtime={"device": str(device)},
                                progress=s.progress)
             if is_distributed():
                 barrier()
@@ -460,7 +451,7 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
 
 def _check_fusers(specs: Sequence[InputSpec]) -> None:
     """Unknown fuser names fail before any data is rendered or fused."""
-    names = [spec.source.partition(":")[0] for spec in specs if spec.kind == "fuser"]
+    names = [FuserSpec.parse(spec.source).name for spec in specs if spec.kind == "fuser"]
     if not names:
         return
     known = list_fusers()

@@ -13,8 +13,6 @@ once; nobody else splits on ``:``. The spec knows
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,19 +22,13 @@ from typing import Any
 from fusion.errors import ConfigError
 from fusion.fusers.base import Fuser, accepted_options, create_fuser
 from fusion.fusers.color import ColorFuser
+from fusion.utils.fingerprint import digest, file_identity
 from fusion.weights import SHIPPED_WEIGHTS
 
 __all__ = ["FuserSpec", "build_fuser", "RUNTIME_OPTIONS"]
 
 RUNTIME_OPTIONS: tuple[str, ...] = ("device",)
 """Options that choose where a fuser runs, not what it computes: left out of :meth:`FuserSpec.cache_key`."""
-
-
-def _file_identity(path: Path) -> dict[str, Any] | str:
-    if not path.is_file():
-        return str(path)
-    st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime": int(st.st_mtime)}
 
 
 @dataclass(frozen=True)
@@ -86,7 +78,7 @@ class FuserSpec:
         base = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("._") or "fuser"
         if self.checkpoint is None and not self.options and base == self.name:
             return base
-        return f"{base}-{_digest({'spec': str(self), 'options': self._option_record()}, 8)}"
+        return f"{base}-{digest({'spec': str(self), 'options': self._option_record()}, 8)}"
 
     def _option_record(self) -> dict[str, str]:
         return {k: repr(v) for k, v in sorted(self.options.items()) if k not in RUNTIME_OPTIONS}
@@ -99,14 +91,14 @@ class FuserSpec:
         """
         weights = self.weights_file
         record = {"spec": str(self), "options": self._option_record(),
-                  "weights": _file_identity(weights) if weights is not None else None, "context": context}
-        return _digest(record, 12)
+                  "weights": file_identity(weights), "context": context}
+        return digest(record, 12)
 
     def record(self) -> dict[str, Any]:
         """A JSON-ready description (written next to cached images and results)."""
         weights = self.weights_file
         return {"spec": str(self), "options": self._option_record(),
-                "weights": _file_identity(weights) if weights is not None else None}
+                "weights": file_identity(weights)}
 
     def build(self, **runtime: Any) -> Fuser:
         """Build the fuser: ``options`` always, ``runtime`` options only where the factory declares them.
@@ -116,10 +108,6 @@ class FuserSpec:
         """
         extra = accepted_options(self.name, {k: v for k, v in runtime.items() if k not in self.options})
         return create_fuser(str(self), **extra, **dict(self.options))
-
-
-def _digest(obj: Any, n: int) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:n]
 
 
 def build_fuser(

@@ -32,7 +32,8 @@ from fusion.data.pairs import RESIZE_POLICIES, Pair, load_pair
 from fusion.data.postprocess import contact_sheet, official_bytescale, side_by_side
 from fusion.errors import ConfigError, FusionError, InputError
 from fusion.fusers.base import Fuser
-from fusion.fusers.spec import build_fuser
+from fusion.fusers.spec import FuserSpec, build_fuser
+from fusion.runners.cache import check_fused
 from fusion.runners.dist import DistContext
 from fusion.utils.io import IMAGE_EXTENSIONS, atomic_write_text, read_image, write_image
 from fusion.utils.logging import get_logger
@@ -244,6 +245,20 @@ def _write_contact_sheet(options: FuseOptions, outputs: Sequence[Path]) -> Path 
     return write_image(options.out_dir / GRID_DIR / CONTACT_SHEET, contact_sheet(rows))
 
 
+def _check_same_method(options: FuseOptions, spec: FuserSpec | None) -> None:
+    """With ``skip_existing``, the kept outputs must come from the same method, settings and weights."""
+    summary = options.out_dir / SUMMARY_NAME
+    if spec is None or not options.skip_existing or not summary.is_file():
+        return
+    try:
+        old = json.loads(summary.read_text(encoding="utf-8")).get("cache_key")
+    except (OSError, ValueError, AttributeError):
+        return
+    if old is not None and old != spec.cache_key():
+        raise InputError(f"{summary}: the kept outputs were made by another method, setting or checkpoint "
+                         f"(key {old}, now {spec.cache_key()} for {spec}); use another --out or --overwrite")
+
+
 def fuse_pairs(
     pairs: Sequence[Pair],
     fuser: Fuser,
@@ -253,6 +268,7 @@ def fuse_pairs(
     input_roots: Sequence[str | Path] = (),
     meta: dict[str, Any] | None = None,
     ctx: DistContext | None = None,
+    spec: FuserSpec | None = None,
 ) -> dict[str, Any]:
     """Fuse ``pairs`` with ``fuser`` into ``options.out_dir`` (see the module doc for the order of work).
 
@@ -263,6 +279,8 @@ def fuse_pairs(
         task: overrides every pair's task.
         input_roots: dataset roots / input folders the output must stay out of (pairs' folders are added).
         meta: extra fields for the summary (source, layout, ...).
+        spec: the method as parsed (its :meth:`~FuserSpec.cache_key` goes into the summary; ``skip_existing``
+            refuses a folder whose summary names another key, so outputs of two methods are never mixed).
         ctx: distributed context; one process when ``None``.
 
     Returns:
@@ -282,6 +300,7 @@ def fuse_pairs(
     outputs: list[Path] = []
     todo: list[bool] = []
     try:
+        _check_same_method(options, spec)
         outputs, todo = plan_outputs(pairs, options, input_roots)
         mine = ctx.shard([i for i, t in enumerate(todo) if t])
         local = check_inputs(
@@ -316,9 +335,7 @@ def fuse_pairs(
             t = task or pairs[batch[0]].task
             fused = fuser.fuse_batch([x for x, _ in loaded], [y for _, y in loaded], t)
             for i, (a, b), f in zip(batch, loaded, fused, strict=True):
-                if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.shape != a.shape:
-                    got = (getattr(f, "shape", None), getattr(f, "dtype", None))
-                    raise InputError(f"{pairs[i].a}: {fuser.name} returned {got}, expected uint8 {a.shape}")
+                check_fused(f, a, fuser.name, pairs[i].a)
                 if options.compat == "official":
                     f = official_bytescale(f)
                 write_image(outputs[i], f)
@@ -335,6 +352,7 @@ def fuse_pairs(
         return part
     summary: dict[str, Any] = {
         **(meta or {}),
+        **({"spec": spec.record(), "cache_key": spec.cache_key()} if spec is not None else {}),
         "method": fuser.name,
         "settings": fuser.settings(),
         "task": task or ",".join(sorted({p.task for p in pairs})),
