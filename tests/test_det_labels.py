@@ -85,7 +85,7 @@ def test_load_llvip_tree(llvip_link_tree, tmp_path):
     with pytest.raises(DatasetError, match=r"010002\.xml: annotation missing"):
         load_llvip(root)
     os.unlink(root / "infrared" / "test" / "010004.jpg")
-    with pytest.raises(DatasetError, match="no infrared partner"):
+    with pytest.raises(DatasetError, match="without a partner"):
         load_llvip(root, splits=("test",))
 
 

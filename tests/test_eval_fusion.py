@@ -66,7 +66,7 @@ def test_pairing_and_discovery(dataset: Path):
     assert named[0].method == "ours"
     flat = discover_fused([str(dataset / "flat")], stems, "{image}_{method}.png")
     assert {s.method: sorted(s.files) for s in flat} == {"M1": stems, "M2": stems}
-    with pytest.raises(DatasetError, match="not a folder"):
+    with pytest.raises(DatasetError, match="no such folder"):
         pair_sources(dataset / "nope", dataset / "vis")
     with pytest.raises(ConfigError, match="must contain"):
         discover_fused([str(dataset / "flat")], stems, "{image}.png")

@@ -30,8 +30,8 @@ from downstream.detection.labels import (
     read_voc_xml,
     read_yolo_txt,
 )
+from fusion.data.pairs import pair_folders
 from fusion.errors import DatasetError
-from fusion.utils.io import IMAGE_EXTENSIONS
 
 __all__ = [
     "DetSample",
@@ -79,26 +79,9 @@ class DetDataset:
         )
 
 
-def _images(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        return {}
-    out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
-            if p.stem in out:
-                raise DatasetError(f"{folder}: two images with id {p.stem!r} ({out[p.stem].name}, {p.name})")
-            out[p.stem] = p
-    return out
-
-
 def _pair(vis_dir: Path, ir_dir: Path) -> list[tuple[str, Path, Path]]:
-    vis, ir = _images(vis_dir), _images(ir_dir)
-    only_vis, only_ir = sorted(set(vis) - set(ir)), sorted(set(ir) - set(vis))
-    if only_vis:
-        raise DatasetError(f"{ir_dir}: no infrared partner for {len(only_vis)} visible image(s), e.g. {only_vis[0]}")
-    if only_ir:
-        raise DatasetError(f"{vis_dir}: no visible partner for {len(only_ir)} infrared image(s), e.g. {only_ir[0]}")
-    return [(k, vis[k], ir[k]) for k in sorted(vis)]
+    """``[(id, visible, infrared)]``; a file without a partner is an error (the project's pairing rule)."""
+    return [(p.name, p.a, p.b) for p in pair_folders(vis_dir, ir_dir, task="vif")]
 
 
 def _first_dir(root: Path, names: Iterable[str]) -> Path | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusion.errors import ConfigError
+from fusion.fusers.spec import FuserSpec
 
 __all__ = ["InputSpec", "parse_input", "parse_inputs"]
 
@@ -64,10 +65,12 @@ def parse_input(text: str) -> InputSpec:
         if not path:
             raise ConfigError(f"--inputs entry {text!r}: folder: needs a path")
         return InputSpec(label or f"folder-{_slug(Path(path).name)}", "folder", path)
-    name, colon, arg = entry.partition(":")
-    if not name:
-        raise ConfigError(f"--inputs entry {text!r}: missing fuser name")
-    auto = _slug(name) if not colon else f"{_slug(name)}-{_slug(Path(arg).stem or arg)}"
+    try:
+        spec = FuserSpec.parse(entry)
+    except ConfigError as exc:
+        raise ConfigError(f"--inputs entry {text!r}: {exc}") from None
+    arg = spec.checkpoint
+    auto = _slug(spec.name) if arg is None else f"{_slug(spec.name)}-{_slug(Path(arg).stem or arg)}"
     return InputSpec(label or auto, "fuser", entry)
 
 

@@ -31,11 +31,13 @@ import numpy as np
 
 from fusion.errors import DatasetError, InputError
 from fusion.utils.io import IMAGE_EXTENSIONS, read_image
+from fusion.utils.logging import get_logger
 
 __all__ = [
     "Pair",
     "EXTRACTS",
     "RESIZE_POLICIES",
+    "UNPAIRED_POLICIES",
     "list_images",
     "pair_files",
     "pair_folders",
@@ -50,6 +52,9 @@ EXTRACTS: tuple[str, ...] = ("rgbt",)
 """Ways of taking both sources from one file: ``rgbt`` = a 4-channel image, a = RGB, b = 4th (thermal) channel."""
 
 RESIZE_POLICIES: tuple[str, ...] = ("b_to_a", "a_to_b")
+UNPAIRED_POLICIES: tuple[str, ...] = ("error", "skip")
+
+log = get_logger(__name__)
 
 # At most this many unpaired file names are spelled out in an error message (the count is always given).
 _MAX_LISTED = 10
@@ -144,8 +149,9 @@ def pair_files(
     task: str,
     prefix: str = "",
     where: str = "",
+    unpaired: str = "error",
 ) -> list[Pair]:
-    """Match two ``{key: file}`` maps into pairs sorted by key.
+    """Match two ``{key: file}`` maps into pairs sorted by key: the project's one pairing rule.
 
     Args:
         a_files: source-a files by pairing key.
@@ -153,18 +159,29 @@ def pair_files(
         task: task of every pair.
         prefix: sub-folder put in front of each pair's name (``"test"`` -> ``"test/<key>"``).
         where: the folder(s) named in errors.
+        unpaired: ``"error"`` (datasets, batch fusion, detection: a lonely file means a broken download) or
+            ``"skip"`` (metric evaluation of loose folders: lonely files are logged and left out).
 
     Raises:
-        DatasetError: a file has no partner (all such files are listed, up to ten by name), or nothing was found.
+        DatasetError: a file has no partner (``unpaired="error"``; all such files are listed, up to ten by name),
+            or no pair was found.
     """
-    unpaired = [str(a_files[k]) for k in sorted(a_files.keys() - b_files.keys())]
-    unpaired += [str(b_files[k]) for k in sorted(b_files.keys() - a_files.keys())]
-    if unpaired:
-        raise DatasetError(f"{where or 'pairs'}: {_describe_unpaired(unpaired)}")
-    if not a_files:
-        raise DatasetError(f"{where or 'pairs'}: no images found")
+    if unpaired not in UNPAIRED_POLICIES:
+        raise ValueError(f"unpaired={unpaired!r}: expected one of {', '.join(UNPAIRED_POLICIES)}")
+    lonely = [str(a_files[k]) for k in sorted(a_files.keys() - b_files.keys())]
+    lonely += [str(b_files[k]) for k in sorted(b_files.keys() - a_files.keys())]
+    where = where or "pairs"
+    if not a_files and not b_files:
+        raise DatasetError(f"{where}: no images found")
+    if lonely and unpaired == "error":
+        raise DatasetError(f"{where}: {_describe_unpaired(lonely)}")
+    common = sorted(a_files.keys() & b_files.keys())
+    if not common:
+        raise DatasetError(f"{where}: no file names in common")
+    if lonely:
+        log.warning("%s: %s; skipped", where, _describe_unpaired(lonely))
     pre = f"{prefix}/" if prefix else ""
-    return [Pair(f"{pre}{k}", a_files[k], b_files[k], task) for k in sorted(a_files)]
+    return [Pair(f"{pre}{k}", a_files[k], b_files[k], task) for k in common]
 
 
 def pair_folders(
@@ -174,12 +191,15 @@ def pair_folders(
     task: str,
     prefix: str = "",
     key: Callable[[Path], str] | None = None,
+    unpaired: str = "error",
 ) -> list[Pair]:
-    """Pair the images of two folders by file name (the stem, so ``05.png`` pairs with ``05.bmp``)."""
+    """Pair the images of two folders by file name (the stem, so ``05.png`` pairs with ``05.bmp``).
+
+    ``unpaired`` as in :func:`pair_files`.
+    """
     a_dir, b_dir = Path(a_dir), Path(b_dir)
-    return pair_files(
-        list_images(a_dir, key), list_images(b_dir, key), task=task, prefix=prefix, where=f"{a_dir} vs {b_dir}"
-    )
+    return pair_files(list_images(a_dir, key), list_images(b_dir, key), task=task, prefix=prefix,
+                      where=f"{a_dir} vs {b_dir}", unpaired=unpaired)
 
 
 def read_source(path: str | Path) -> np.ndarray:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusion.data.pairs import list_images, pair_folders
 from fusion.errors import ConfigError, DatasetError, InputError
 from fusion.metrics.evaluate import evaluate_batch
 from fusion.metrics.registry import Profile, get_profile
@@ -42,37 +43,16 @@ __all__ = [
 log = get_logger(__name__)
 
 
-def _images(folder: Path) -> dict[str, Path]:
-    """``{stem: path}`` of the image files directly in ``folder`` (hidden files ignored)."""
-    out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS:
-            if p.stem in out:
-                raise DatasetError(f"{folder}: two images share the name {p.stem!r} ({out[p.stem].name}, {p.name})")
-            out[p.stem] = p
-    return out
-
-
 def pair_sources(ir_dir: str | Path, vis_dir: str | Path) -> list[tuple[str, Path, Path]]:
     """Match infrared and visible images by file stem: ``[(stem, ir_path, vis_path)]`` sorted by stem.
 
+    The project's pairing rule (:func:`fusion.data.pairs.pair_folders`) with unpaired files logged and skipped.
+
     Raises:
-        DatasetError: missing/empty folders or no common stems. Unpaired files are logged and skipped.
+        DatasetError: missing/empty folders or no common stems.
     """
-    ir_dir, vis_dir = Path(ir_dir), Path(vis_dir)
-    for d in (ir_dir, vis_dir):
-        if not d.is_dir():
-            raise DatasetError(f"{d}: not a folder")
-    ir, vis = _images(ir_dir), _images(vis_dir)
-    if not ir or not vis:
-        raise DatasetError(f"{ir_dir if not ir else vis_dir}: no images found")
-    common = sorted(set(ir) & set(vis))
-    if not common:
-        raise DatasetError(f"{ir_dir} and {vis_dir}: no file names in common")
-    lonely = sorted(set(ir) ^ set(vis))
-    if lonely:
-        log.warning("%d source images have no partner and are skipped (e.g. %s)", len(lonely), lonely[0])
-    return [(s, ir[s], vis[s]) for s in common]
+    pairs = pair_folders(vis_dir, ir_dir, task="vif", unpaired="skip")
+    return [(p.name, p.b, p.a) for p in pairs]
 
 
 @dataclass
@@ -138,7 +118,7 @@ def discover_fused(
                 add(FusedSource(meth if not name else f"{name}:{meth}", files, folder))
             continue
         subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-        direct = _images(folder)
+        direct = list_images(folder)
         if name or not subdirs or direct:
             files = {s: p for s, p in direct.items() if s in stems}
             if not files:
@@ -146,7 +126,7 @@ def discover_fused(
             add(FusedSource(name or folder.name, files, folder))
         else:
             for d in subdirs:
-                files = {s: p for s, p in _images(d).items() if s in stems}
+                files = {s: p for s, p in list_images(d).items() if s in stems}
                 if files:
                     add(FusedSource(d.name, files, d))
                 else:
@@ -326,7 +306,7 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
         cfg: the evaluation settings.
         progress: optional wrapper for progress display, called as ``progress(iterable, total, description)``.
     """
-    from fusion.fusers import create_fuser, list_fusers
+    from fusion.fusers import FuserSpec, list_fusers
 
     profile = get_profile(cfg.profile)
     metric_names = [d.name for d in profile.select(cfg.metrics)]
@@ -343,7 +323,7 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
         wanted_fused = [m for m in cfg.methods if m in known]
         fuser_names = [m for m in cfg.methods if m not in known]
         available = set(list_fusers())
-        bad = [m for m in fuser_names if m.partition(":")[0] not in available]
+        bad = [m for m in fuser_names if FuserSpec.parse(m).name not in available]
         if bad:
             raise ConfigError(
                 f"--methods: {', '.join(bad)} is neither a fused folder method nor a fuser "
@@ -377,7 +357,7 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
     skipped = sum(1 for r in rows)
     log.info("%d (method, image) pairs to score, %d already in %s", len(jobs), skipped, csv_path)
 
-    fusers = {n: create_fuser(n) for n in fuser_names}
+    fusers = {n: FuserSpec.parse(n).build(device=cfg.device) for n in fuser_names}  # device: where declared
     it: Iterable = jobs
     if progress is not None:
         it = progress(jobs, len(jobs), f"scoring ({profile.name})")
