@@ -1,4 +1,4 @@
-"""TC-MoA training losses, as the official code computes them (design reference §3).
+"""TC-MoA training losses, as the official code computes them (docs/tcmoa.md §3).
 
 Every image argument is an RGB tensor ``(B, 3, H, W)`` in [0, 1] (not ImageNet-normalised). ``f`` is the fused
 image, ``a`` and ``b`` the two sources (vif: a = visible, b = infrared; mef: a = over-exposed, b = under-exposed;

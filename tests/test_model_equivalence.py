@@ -1,6 +1,6 @@
-"""The model against a literal re-statement of the official forward (design §1), on random weights.
+"""The model against a literal re-statement of the official forward (docs/tcmoa.md §1), on random weights.
 
-``official_forward`` below is written independently of ``fusion.models`` from the design document and follows the
+``official_forward`` below is written independently of ``fusion.models`` from ``docs/tcmoa.md`` and follows the
 official code's structure step by step: two separate streams, per-block window partition with roll, the explicit
 ``softmax((q kᵀ)·scale + bias)``, window reverse, the MLP on the flat tokens, the sparse dispatcher with
 ``nonzero``/``index_add``, the transposed position-embedding resize, the decoding of stream a only. It takes a plain
@@ -175,7 +175,7 @@ def official_forward(sd: dict, cfg, a: torch.Tensor, b: torch.Tensor, task: int)
 
 
 def randomize(model, seed: int = 0) -> None:
-    """Give every TC-MoA parameter non-trivial values (routers random so that no logits tie, Q7)."""
+    """Give every TC-MoA parameter non-trivial values (routers random so that no logits tie, docs/tcmoa.md §6 Q7)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, prm in model.named_parameters():

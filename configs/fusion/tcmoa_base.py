@@ -1,8 +1,8 @@
-"""Official recipe (design §4): Base backbone from MAE, frozen; LLVIP / SICE / RealMFF + MFI-WHU; 448 crops.
+"""Official recipe (docs/tcmoa.md §4): Base backbone from MAE, frozen; LLVIP / SICE / RealMFF + MFI-WHU; 448 crops.
 
 Run on 3 GPUs as the authors (batch 3 per task per GPU):
-    torchrun --nproc_per_node 3 pipelines/train_fusion.py --config configs/fusion/tcmoa_base.py \
-        --cfg-options model.pretrained_backbone=/path/mae_visualize_vit_base.pth train.amp=fp16
+    torchrun --nproc_per_node 3 pipelines/train_fusion.py configs/fusion/tcmoa_base.py \
+        model.pretrained_backbone=/path/mae_visualize_vit_base.pth train.amp=fp16
 Dataset roots below are placeholders: point them at your copies (layouts are detected).
 """
 

@@ -2,7 +2,7 @@
 
 The official TC-MoA saves with ``scipy.misc.imsave`` (scipy 1.2.1), which calls ``bytescale``: a global min-max
 stretch over the whole ``H x W x 3`` array, ``uint8 = floor((v - min) * 255 / (max - min) + 0.5)``, with a range of 1
-when ``max == min`` (TCMOA_DESIGN.md section 2). :func:`official_bytescale` reproduces it; applied to our ``uint8``
+when ``max == min`` (docs/tcmoa.md §2.3). :func:`official_bytescale` reproduces it; applied to our ``uint8``
 fuser output it differs from the official float computation by at most the ``uint8`` quantisation already done.
 """
 

@@ -8,7 +8,7 @@ normalised to one ``(2·num_tasks, C')`` tensor per adapter.
 Loading is strict: missing or unexpected keys and shape mismatches raise :class:`~fusion.errors.CheckpointError`
 naming them. Exceptions: the constant buffers (relative-position index, MoE ``mean``/``std``) are compared with
 their expected values instead of being loaded (missing ones are fine), and missing modal shifts become zeros
-(official checkpoints never contain them, design Q1).
+(official checkpoints never contain them, docs/tcmoa.md §6 Q1).
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ class TCMoAConfig:
         decoder_restandardize: re-standardise both streams to their pre-mix statistics after each decoder TC-MoA
             (official HEAD, 2025-02-12); False reproduces the pre-2025 code.
         modal_shift_std, modal_shift_seed: initial modal shifts. The official code draws them from N(0, 0.02²)
-            afresh on every run and never saves them (quirk Q1); 0.0 (default) gives zeros, their expected value.
+            afresh on every run and never saves them (docs/tcmoa.md §6 Q1); 0.0 (default) gives zeros, their
+            expected value.
         train_modal_shifts: register the modal shifts as trainable parameters (the official ones are constants).
         moe_dispatch: ``"dense"`` runs every expert on every token and masks (fast, no host sync);
             ``"sparse"`` gathers each expert's tokens as the official ``SparseDispatcher`` does. Both give the same

@@ -2,7 +2,7 @@
 
 The network itself needs sides that are multiples of 112. Two strategies bring any image there:
 
-``compat="official"`` — the official ``main_predict.py`` (design §2), reproducible exactly:
+``compat="official"`` — the official ``main_predict.py`` (docs/tcmoa.md §2), reproducible exactly:
     * when both sides exceed ``tile`` (448): 448×448 tiles at rows/columns ``0, 448, 896, …`` with the last one
       anchored at the far edge, pasted in row-major order so that later tiles overwrite the overlap;
     * otherwise: bilinear resize (of the ImageNet-normalised tensor, ``antialias=False``) to the next multiples
@@ -13,7 +13,7 @@ The network itself needs sides that are multiples of 112. Two strategies bring a
 ``compat="default"`` — no resampling, so odd sizes lose no detail and seams do not show:
     * images whose longer side fits in ``tile``: reflect-padded to a *square* whose side is the next multiple of
       112 (square grids are what the model was trained on; non-square grids meet the official transposed
-      position-embedding resize, design Q8), one pass, cropped;
+      position-embedding resize, docs/tcmoa.md §6 Q8), one pass, cropped;
     * larger images: ``tile``×``tile`` tiles overlapping by ``overlap`` pixels (the last anchored at the far edge),
       blended with linear feathering over the overlaps (images smaller than a tile along one side are padded).
 

@@ -64,7 +64,7 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: int, hp: int, wp: int) -> to
 
     The official code resizes the ``grid × grid`` map to ``size=(Wp, Hp)`` (rows = Wp, cols = Hp) and then flattens
     row-major onto tokens that are flattened over ``(Hp, Wp)``. For non-square grids this transposes and reshapes
-    the embedding (quirk Q8); it must be reproduced because the released weights only ever saw it.
+    the embedding (docs/tcmoa.md §6 Q8); it must be reproduced because the released weights only ever saw it.
 
     Returns:
         ``(1, hp * wp, C)``.

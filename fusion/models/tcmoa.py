@@ -1,7 +1,7 @@
 """The TC-MoA network (Zhu et al., CVPR 2024) on timm blocks, faithful to the official code (commit 48e4a54).
 
 One frozen MAE ViT (encoder + pixel decoder) processes both sources as two token streams that only meet at the
-TC-MoA points. The forward is the official one (see ``TCMOA_DESIGN.md`` §1) without the loss computation:
+TC-MoA points. The forward is the official one (see ``docs/tcmoa.md`` §1) without the loss computation:
 
 1. ×2 bilinear up-sampling, 16×16 patch embedding, MAE position embedding resized with the official (transposed)
    order;
@@ -177,8 +177,8 @@ class TCMoA(nn.Module):
                                    cfg.gate_threshold, cfg.adapter_ln_eps, cfg.moe_dispatch, cfg.train_modal_shifts)
 
     def initialize_weights(self) -> None:
-        """The official initialisation (design Q14): sin-cos position embeddings, xavier-uniform Linear layers with
-        zero biases, unit LayerNorms, xavier patch embedding, N(0, .02) cls token; convolutions keep PyTorch's
+        """Official initialisation (docs/tcmoa.md §6 Q14): sin-cos position embeddings, xavier-uniform Linear layers
+        with zero biases, unit LayerNorms, xavier patch embedding, N(0, .02) cls token; convolutions keep PyTorch's
         default, relative-position tables trunc-normal(.02), routers zero, α = ``alpha_init``, modal shifts
         N(0, ``modal_shift_std``) from ``modal_shift_seed`` (zeros by default)."""
         cfg = self.config

@@ -1,6 +1,6 @@
 """Exponential moving average of the trainable weights.
 
-The official training builds an EMA that never changes anything (design Q5: it rebinds entries of a fresh
+The official training builds an EMA that never changes anything (docs/tcmoa.md §6 Q5: it rebinds entries of a fresh
 state-dict copy). This one really averages: after every optimiser step, ``shadow = d * shadow + (1 - d) * param``
 with ``d = min(decay, (1 + n) / (10 + n))`` (n = updates so far), so that early averages are not dominated by the
 initial weights.

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of the official training (design §4).
+"""Optimiser and learning-rate schedule of the official training (docs/tcmoa.md §4).
 
 * AdamW, betas (0.9, 0.95); weight decay 0.05 on trainable weights with >= 2 dimensions, none on 1-D parameters,
   biases, the alphas and the modal shifts (timm ``add_weight_decay`` over the trainable parameters).
