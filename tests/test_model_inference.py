@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fusion.data.postprocess import official_bytescale as bytescale
 from fusion.errors import ConfigError, InputError
-from fusion.models import TCMoAConfig, bytescale, create_model, fuse_arrays, fuse_tensors
+from fusion.models import TCMoAConfig, create_model, fuse_arrays, fuse_tensors
 from fusion.models.inference import official_tile_starts, overlap_tile_starts
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -19,16 +19,22 @@ __all__ = ["official_bytescale", "side_by_side", "contact_sheet"]
 def official_bytescale(img: np.ndarray) -> np.ndarray:
     """scipy 1.2.1 ``bytescale(img)`` with default arguments: global min-max stretch to ``uint8`` [0, 255].
 
+    The arithmetic follows scipy's dtypes, so the result equals the official saving bit for bit: a float32 image
+    (the model's output) is stretched in float32, integer and float64 images in float64.
+
     Args:
         img: any real array, e.g. ``(H, W, 3)`` ``uint8`` or float.
 
     Returns:
         ``uint8`` array of the same shape.
     """
-    x = np.asarray(img, dtype=np.float64)
-    lo, hi = float(x.min()), float(x.max())
-    scale = 255.0 / ((hi - lo) or 1.0)
-    return np.floor(np.clip((x - lo) * scale, 0.0, 255.0) + 0.5).astype(np.uint8)
+    x = np.asarray(img)
+    work = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    x = x.astype(work, copy=False)
+    lo, hi = x.min(), x.max()
+    span = hi - lo if hi != lo else work.type(1.0)
+    scale = work.type(255.0) / span
+    return (np.clip((x - lo) * scale, 0, 255) + work.type(0.5)).astype(np.uint8)
 
 
 def _fit_height(img: np.ndarray, height: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from fusion.models.config import (
     TCMoASmallConfig,
     TCMoATinyConfig,
 )
-from fusion.models.inference import bytescale, fuse_arrays, fuse_tensors, resolve_amp_dtype
+from fusion.models.inference import fuse_arrays, fuse_tensors, resolve_amp_dtype
 from fusion.models.registry import create_model, get_config, list_models, register_model
 from fusion.models.tcmoa import (
     BACKBONE_PREFIXES,
@@ -51,7 +51,6 @@ __all__ = [
     "TCMoALargeConfig",
     "TCMoASmallConfig",
     "TCMoATinyConfig",
-    "bytescale",
     "clean_state_dict",
     "create_model",
     "denormalize",

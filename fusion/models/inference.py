@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fusion.data.postprocess import official_bytescale
 from fusion.errors import ConfigError, InputError, NumericalError
 from fusion.models.tcmoa import TCMoA, normalize
 
-__all__ = ["fuse_tensors", "fuse_arrays", "resolve_amp_dtype", "official_tile_starts", "overlap_tile_starts",
-           "bytescale"]
+__all__ = ["fuse_tensors", "fuse_arrays", "resolve_amp_dtype", "official_tile_starts", "overlap_tile_starts"]
 
 Compat = Literal["default", "official"]
 
@@ -238,18 +238,6 @@ def _fuse_default(runner: _Runner, xa: torch.Tensor, xb: torch.Tensor, tile: int
     return (acc / wsum)[:, :, :h, :w].clamp_(0.0, 1.0).contiguous()
 
 
-def bytescale(img: np.ndarray) -> np.ndarray:
-    """scipy 1.2's ``bytescale`` used by the official ``imsave``: a global min-max stretch of a float image to
-    ``uint8`` (``floor((v - min)·255/(max - min) + 0.5)``, a constant image maps through range 1)."""
-    data = np.asarray(img, dtype=np.float32)
-    cmin, cmax = data.min(), data.max()
-    scale = cmax - cmin
-    if scale == 0:
-        scale = 1
-    scaled = (data - cmin) * np.float32(255.0 / scale)
-    return (scaled.clip(0, 255) + np.float32(0.5)).astype(np.uint8)
-
-
 def fuse_arrays(model: TCMoA, a: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray],
                 task: str | int = "vif", *, compat: Compat = "default", stretch: bool | None = None,
                 device: str | torch.device | None = None, **kwargs) -> np.ndarray:
@@ -281,7 +269,7 @@ def fuse_arrays(model: TCMoA, a: np.ndarray | Sequence[np.ndarray], b: np.ndarra
     fused = fuse_tensors(model, ta, tb, task, compat=compat, **kwargs)
     out = fused.permute(0, 2, 3, 1).cpu().numpy()
     if stretch if stretch is not None else compat == "official":
-        result = np.stack([bytescale(img) for img in out])
+        result = np.stack([official_bytescale(img) for img in out])
     else:
         result = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
     return result[0] if single else result
