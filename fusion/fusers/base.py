@@ -24,6 +24,7 @@ import numpy as np
 from fusion.errors import ConfigError, InputError
 from fusion.registry import Registry, declared_keywords
 from fusion.tasks import TASKS
+from fusion.utils.checks import check_image_pair
 
 __all__ = ["TASKS", "FUSERS", "Fuser", "register_fuser", "create_fuser", "fuser_settings", "accepted_options",
            "list_fusers", "check_pair"]
@@ -38,13 +39,7 @@ FUSERS: Registry[Callable[..., Fuser]] = Registry(
 
 def check_pair(a: np.ndarray, b: np.ndarray, name: str = "pair") -> None:
     """Raise :class:`InputError` unless ``a`` and ``b`` are ``uint8`` ``(H, W, 3)`` arrays of equal size."""
-    for label, img in (("a", a), ("b", b)):
-        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            shape = getattr(img, "shape", None)
-            dtype = getattr(img, "dtype", None)
-            raise InputError(f"{name}: source {label} must be uint8 of shape (H, W, 3), got {shape} {dtype}")
-    if a.shape != b.shape:
-        raise InputError(f"{name}: sources differ in size, a {a.shape[:2]} vs b {b.shape[:2]}")
+    check_image_pair(a, b, name)
 
 
 class Fuser(ABC):

@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from fusion.data.postprocess import official_bytescale
-from fusion.errors import ConfigError, InputError, NumericalError
+from fusion.errors import ConfigError, NumericalError
 from fusion.models.tcmoa import TCMoA, normalize
+from fusion.utils.checks import check_image_pair, check_tensor_pair
 
 __all__ = ["fuse_tensors", "fuse_arrays", "resolve_amp_dtype", "official_tile_starts", "overlap_tile_starts"]
 
@@ -100,16 +101,7 @@ def _pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def _check_sources(a: torch.Tensor, b: torch.Tensor) -> None:
-    for label, x in (("a", a), ("b", b)):
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
-            raise InputError(f"fuse_tensors: source {label} must be a tensor (B, 3, H, W) in [0, 1], "
-                             f"got {tuple(getattr(x, 'shape', ()))}")
-        if not x.is_floating_point():
-            raise InputError(f"fuse_tensors: source {label} must be float in [0, 1], got {x.dtype}")
-    if a.shape != b.shape:
-        raise InputError(f"fuse_tensors: sources differ in size, a {tuple(a.shape)} vs b {tuple(b.shape)}")
-    if a.shape[-1] < 1 or a.shape[-2] < 1 or a.shape[0] < 1:
-        raise InputError(f"fuse_tensors: empty input {tuple(a.shape)}")
+    check_tensor_pair(a, b, "fuse_tensors")
 
 
 class _Runner:
@@ -255,12 +247,7 @@ def fuse_arrays(model: TCMoA, a: np.ndarray | Sequence[np.ndarray], b: np.ndarra
     """
     arr_a, arr_b = np.asarray(a), np.asarray(b)
     single = arr_a.ndim == 3
-    for label, arr in (("a", arr_a), ("b", arr_b)):
-        if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
-            raise InputError(f"fuse_arrays: source {label} must be uint8 (H, W, 3) or (N, H, W, 3), "
-                             f"got {arr.shape} {arr.dtype}")
-    if arr_a.shape != arr_b.shape:
-        raise InputError(f"fuse_arrays: sources differ in size, a {arr_a.shape} vs b {arr_b.shape}")
+    check_image_pair(arr_a, arr_b, "fuse_arrays", batched=True)
     if single:
         arr_a, arr_b = arr_a[None], arr_b[None]
     dev = torch.device(device) if device is not None else next(model.parameters()).device

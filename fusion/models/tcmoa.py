@@ -31,7 +31,6 @@ from timm.models.vision_transformer import Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
-from fusion.errors import InputError
 from fusion.models.config import TCMoAConfig
 from fusion.models.layers import (
     BiMixtureOfAdapters,
@@ -43,6 +42,7 @@ from fusion.models.layers import (
     sincos_pos_embed_2d,
     window_partition,
 )
+from fusion.utils.checks import check_tensor_pair
 
 __all__ = [
     "TCMoA",
@@ -263,19 +263,8 @@ class TCMoA(nn.Module):
     def check_inputs(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Raise :class:`InputError` unless ``a`` and ``b`` are float ``(B, 3, H, W)`` of equal shape with ``H`` and
         ``W`` multiples of ``config.input_multiple``."""
-        m = self.config.input_multiple
-        for label, x in (("a", a), ("b", b)):
-            if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.config.in_chans:
-                raise InputError(f"TCMoA: source {label} must be a tensor (B, {self.config.in_chans}, H, W), "
-                                 f"got {tuple(getattr(x, 'shape', ()))}")
-            if not x.is_floating_point():
-                raise InputError(f"TCMoA: source {label} must be ImageNet-normalised float, got {x.dtype}")
-        if a.shape != b.shape:
-            raise InputError(f"TCMoA: sources differ in shape, a {tuple(a.shape)} vs b {tuple(b.shape)}")
-        h, w = a.shape[-2:]
-        if h % m or w % m or h == 0 or w == 0:
-            raise InputError(f"TCMoA: height and width must be positive multiples of {m}, got {h}x{w} "
-                             f"(use fusion.models.fuse_tensors for any size)")
+        check_tensor_pair(a, b, "TCMoA", channels=self.config.in_chans, multiple=self.config.input_multiple,
+                          values="ImageNet-normalised float")
 
     def _layouts(self, hp: int, wp: int, device: torch.device) -> dict[str, torch.Tensor]:
         """Token permutations between the flat row-major order and the (shifted) window orders.
