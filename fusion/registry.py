@@ -21,7 +21,7 @@ from fusion.errors import ConfigError
 
 __all__ = ["Registry", "declared_keywords"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F")  # what is registered: a factory (fusers, perceivers) or a value (metric profiles)
 
 
 class Registry(Generic[F]):

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import torch
 
 from fusion.errors import ConfigError
+from fusion.registry import Registry
 
-__all__ = ["Sample", "MetricDef", "Profile", "register_profile", "get_profile", "list_profiles"]
+__all__ = ["Sample", "MetricDef", "Profile", "PROFILES", "register_profile", "get_profile", "list_profiles"]
 
 
 @dataclass
@@ -85,28 +86,23 @@ class Profile:
         )
 
 
-_PROFILES: dict[str, Profile] = {}
+# The built-in profiles (fusion.metrics.profiles) are a provider, imported on the first lookup, as fusers are:
+# this module never imports them by name, and they import only this module.
+PROFILES: Registry[Profile] = Registry("metric profile", providers=("fusion.metrics.profiles",))
 
 
 def register_profile(profile: Profile) -> Profile:
-    if profile.name in _PROFILES:
-        raise ConfigError(f"metric profile {profile.name!r} registered twice")
-    _PROFILES[profile.name] = profile
-    return profile
+    """Register ``profile`` under its name (twice is an error)."""
+    return PROFILES.register(profile.name)(profile)
 
 
 def get_profile(name: str | Profile) -> Profile:
     """Look up a profile by name."""
     if isinstance(name, Profile):
         return name
-    from fusion.metrics import profiles as _  # noqa: F401  (registers the built-in profiles)
-
-    if name not in _PROFILES:
-        raise ConfigError(f"unknown metric profile {name!r} (known: {', '.join(sorted(_PROFILES))})")
-    return _PROFILES[name]
+    return PROFILES.get(name)
 
 
 def list_profiles() -> list[str]:
-    from fusion.metrics import profiles as _  # noqa: F401
-
-    return sorted(_PROFILES)
+    """Names of the registered profiles."""
+    return PROFILES.names()
