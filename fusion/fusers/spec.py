@@ -116,7 +116,7 @@ def build_fuser(
     device: Any = None,
     color: str = "rgb",
     chroma: str = "auto",
-    compat: str = "none",
+    compat: str = "default",
     **settings: Any,
 ) -> Fuser:
     """The fuser for ``spec``, with ``device`` and (``compat="official"``) ``compat``, wrapped for ``color``.

@@ -52,7 +52,7 @@ __all__ = [
 
 log = get_logger(__name__)
 
-COMPAT_MODES: tuple[str, ...] = ("none", "official")
+COMPAT_MODES: tuple[str, ...] = ("default", "official")  # the same words as fusion.models' compat
 SUMMARY_NAME = "fuse_summary.json"
 GRID_DIR = "_grid"
 CONTACT_SHEET = "contact_sheet.jpg"
@@ -68,7 +68,8 @@ class FuseOptions:
         out_dir: output folder (created only once every input passed the checks).
         overwrite: replace existing outputs.
         skip_existing: leave pairs whose output exists alone (resume); exclusive with ``overwrite``.
-        compat: ``"none"`` saves the fuser's output unchanged; ``"official"`` applies the official global
+        compat: ``"default"`` saves the fuser's output unchanged (``"none"``, the earlier spelling, is read as
+            ``"default"``); ``"official"`` applies the official global
             min-max stretch (:func:`fusion.data.postprocess.official_bytescale`).
         grid: also write ``_grid/<name>.jpg`` (a | b | fused) per pair and ``_grid/contact_sheet.jpg``.
         batch_size: pairs per ``fuse_batch`` call.
@@ -82,7 +83,7 @@ class FuseOptions:
     out_dir: Path
     overwrite: bool = False
     skip_existing: bool = False
-    compat: str = "none"
+    compat: str = "default"
     grid: bool = False
     batch_size: int = 1
     resize: str | None = None
@@ -95,6 +96,8 @@ class FuseOptions:
         self.out_dir = Path(self.out_dir)
         if self.overwrite and self.skip_existing:
             raise ConfigError("--overwrite and --skip-existing exclude each other")
+        if self.compat == "none":  # the spelling of earlier versions
+            self.compat = "default"
         if self.compat not in COMPAT_MODES:
             raise ConfigError(f"compat {self.compat!r}: expected one of {', '.join(COMPAT_MODES)}")
         if self.batch_size < 1:
@@ -294,57 +297,8 @@ def fuse_pairs(
         raise InputError("no pairs to fuse")
     start = time.perf_counter()
     show = options.progress and ctx.rank == 0
-    error: FusionError | None = None
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    mine: list[int] = []
-    outputs: list[Path] = []
-    todo: list[bool] = []
-    try:
-        _check_same_method(options, spec)
-        outputs, todo = plan_outputs(pairs, options, input_roots)
-        mine = ctx.shard([i for i, t in enumerate(todo) if t])
-        local = check_inputs(
-            [pairs[i] for i in mine],
-            fuser,
-            resize=options.resize,
-            workers=options.check_workers,
-            cache_bytes=options.cache_bytes,
-            progress=show,
-            task=task,
-        )
-        cache = {mine[k]: v for k, v in local.items()}
-    except FusionError as exc:
-        error = exc
-    if not ctx.all_true(error is None):
-        if error is not None:
-            raise error
-        raise InputError("another process found invalid input; nothing was written")
-
-    written = 0
-    bar = tqdm(total=len(mine), desc=f"fusing ({fuser.name})", unit="pair", disable=not show)
-    with ThreadPoolExecutor(max_workers=1) as prefetcher:
-
-        def load(batch: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-            return [cache.pop(i) if i in cache else load_pair(pairs[i], options.resize) for i in batch]
-
-        batches = list(_batches(mine, pairs, options.batch_size, task))
-        pending = prefetcher.submit(load, batches[0]) if batches else None
-        for k, batch in enumerate(batches):
-            loaded = pending.result()
-            pending = prefetcher.submit(load, batches[k + 1]) if k + 1 < len(batches) else None
-            t = task or pairs[batch[0]].task
-            fused = fuser.fuse_batch([x for x, _ in loaded], [y for _, y in loaded], t)
-            for i, (a, b), f in zip(batch, loaded, fused, strict=True):
-                check_fused(f, a, fuser.name, pairs[i].a)
-                if options.compat == "official":
-                    f = official_bytescale(f)
-                write_image(outputs[i], f)
-                if options.grid:
-                    write_image(_grid_path(options, outputs[i]), side_by_side([a, b, f], height=min(256, a.shape[0])))
-                written += 1
-            bar.update(len(batch))
-    bar.close()
-
+    outputs, todo, mine, decoded = _plan_and_check(pairs, fuser, options, task, input_roots, ctx, spec, show)
+    written = _fuse_and_write(pairs, fuser, options, task, outputs, mine, decoded, show)
     part = {"rank": ctx.rank, "written": written, "seconds": round(time.perf_counter() - start, 3)}
     ctx.barrier()
     parts = ctx.gather(part)
@@ -373,3 +327,66 @@ def fuse_pairs(
     atomic_write_text(options.out_dir / SUMMARY_NAME, json.dumps(summary, indent=2, default=str) + "\n")
     log.info("wrote %d fused image(s) to %s (%d kept)", summary["written"], options.out_dir, todo.count(False))
     return summary
+
+
+def _plan_and_check(
+    pairs: Sequence[Pair], fuser: Fuser, options: FuseOptions, task: str | None, input_roots: Sequence[str | Path],
+    ctx: DistContext, spec: FuserSpec | None, show: bool,
+) -> tuple[list[Path], list[bool], list[int], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Steps 1-2 of the module doc on every process; all processes agree before anything is written.
+
+    Returns:
+        ``(outputs, todo, mine, decoded)``: output paths and to-do flags of all pairs, this process's pair indices,
+        and the decoded pairs kept for the fusion.
+    """
+    error: FusionError | None = None
+    outputs: list[Path] = []
+    todo: list[bool] = []
+    mine: list[int] = []
+    decoded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        _check_same_method(options, spec)
+        outputs, todo = plan_outputs(pairs, options, input_roots)
+        mine = ctx.shard([i for i, t in enumerate(todo) if t])
+        local = check_inputs([pairs[i] for i in mine], fuser, resize=options.resize, workers=options.check_workers,
+                             cache_bytes=options.cache_bytes, progress=show, task=task)
+        decoded = {mine[k]: v for k, v in local.items()}
+    except FusionError as exc:
+        error = exc
+    if not ctx.all_true(error is None):
+        if error is not None:
+            raise error
+        raise InputError("another process found invalid input; nothing was written")
+    return outputs, todo, mine, decoded
+
+
+def _fuse_and_write(
+    pairs: Sequence[Pair], fuser: Fuser, options: FuseOptions, task: str | None, outputs: Sequence[Path],
+    mine: Sequence[int], decoded: dict[int, tuple[np.ndarray, np.ndarray]], show: bool,
+) -> int:
+    """Step 3: fuse this process's pairs in batches (the next batch decodes meanwhile); returns the count written."""
+    written = 0
+    bar = tqdm(total=len(mine), desc=f"fusing ({fuser.name})", unit="pair", disable=not show)
+    with ThreadPoolExecutor(max_workers=1) as prefetcher:
+
+        def load(batch: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+            return [decoded.pop(i) if i in decoded else load_pair(pairs[i], options.resize) for i in batch]
+
+        batches = list(_batches(mine, pairs, options.batch_size, task))
+        pending = prefetcher.submit(load, batches[0]) if batches else None
+        for k, batch in enumerate(batches):
+            loaded = pending.result()
+            pending = prefetcher.submit(load, batches[k + 1]) if k + 1 < len(batches) else None
+            t = task or pairs[batch[0]].task
+            fused = fuser.fuse_batch([x for x, _ in loaded], [y for _, y in loaded], t)
+            for i, (a, b), f in zip(batch, loaded, fused, strict=True):
+                check_fused(f, a, fuser.name, pairs[i].a)
+                if options.compat == "official":
+                    f = official_bytescale(f)
+                write_image(outputs[i], f)
+                if options.grid:
+                    write_image(_grid_path(options, outputs[i]), side_by_side([a, b, f], height=min(256, a.shape[0])))
+                written += 1
+            bar.update(len(batch))
+    bar.close()
+    return written
