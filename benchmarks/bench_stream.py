@@ -25,12 +25,10 @@ import csv
 import io
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from fusion.errors import InputError  # noqa: E402
 from fusion.utils.cli import run_cli  # noqa: E402
@@ -103,7 +101,7 @@ def _sync() -> None:
 def bench_method(method: str, args: argparse.Namespace, out_dir: Path) -> dict:
     import cv2
 
-    from fusion.stream import StreamConfig, StreamPipeline, build_fuser
+    from fusion.stream import StreamConfig, StreamPipeline, build_stream_fuser
 
     vis = _decode(args.vis, args.frames)
     ir = _decode(args.ir, args.frames)
@@ -113,7 +111,7 @@ def bench_method(method: str, args: argparse.Namespace, out_dir: Path) -> dict:
     vis, ir = vis[:n], ir[:n]
     h, w = vis[0].shape[:2]
     ir = [f if f.shape[:2] == (h, w) else cv2.resize(f, (w, h)) for f in ir]
-    fuser = build_fuser(method, device=args.device, precision=args.precision)
+    fuser = build_stream_fuser(method, device=args.device, precision=args.precision)
     for k in range(min(2, n)):  # warm-up (kernels, caches) before either measurement
         fuser.fuse(vis[k], ir[k], "vif")
     only, piped, last = [], [], {}
@@ -168,7 +166,7 @@ def _markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_script_logging(args.verbose)
-    from fusion.stream.pipeline import check_output_location
+    from fusion.stream import check_output_location
     from fusion.utils.io import atomic_write_text
 
     for src in (args.ir, args.vis):

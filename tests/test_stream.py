@@ -23,7 +23,7 @@ from fusion.stream import (
     StreamConfig,
     StreamPipeline,
     TemporalConsistency,
-    build_fuser,
+    build_stream_fuser,
     estimate_homography,
     load_homography,
     open_sink,
@@ -61,6 +61,19 @@ class _Slow(_Avg):
     def fuse(self, a, b, task="vif"):
         time.sleep(self.delay)
         return super().fuse(a, b, task)
+
+
+@register_fuser("_test_stream_levels")
+class _Levels(_Avg):
+    """Average with a setting, to see settings reach the fuser from the command line."""
+
+    name = "_test_stream_levels"
+
+    def __init__(self, levels: int = 2):
+        self.levels = levels
+
+    def settings(self):
+        return {"levels": self.levels}
 
 
 @register_fuser("_test_stream_dev")
@@ -288,7 +301,7 @@ def test_http_view_serves_frames_to_a_client(tmp_path):
     runner.start()
     try:
         deadline = time.monotonic() + 20
-        while server._httpd is None and time.monotonic() < deadline:
+        while not server.running and time.monotonic() < deadline:
             time.sleep(0.02)
         port = server.port
         assert port > 0
@@ -431,15 +444,16 @@ def test_temporal_consistency_detects_flicker():
 
 # --------------------------------------------------------------------------------------------------- fusers, sinks
 def test_build_fuser_passes_device_and_precision_when_supported(caplog):
-    f = build_fuser("_test_stream_dev", device="cpu", precision="bf16")
+
+    f = build_stream_fuser("_test_stream_dev", device="cpu", precision="bf16")
     assert f.settings() == {"device": "cpu", "amp_dtype": "bf16"}
     with caplog.at_level(logging.WARNING):
-        g = build_fuser("_test_stream_avg", device="cpu", precision="fp16")
+        g = build_stream_fuser("_test_stream_avg", device="cpu", precision="fp16")
     assert isinstance(g, _Avg) and any("no precision" in r.message for r in caplog.records)
     with pytest.raises(ConfigError, match="_test_stream_slow"):
-        build_fuser("_test_stream_slow", device="cpu", settings={"nonsense": 1})
+        build_stream_fuser("_test_stream_slow", device="cpu", settings={"nonsense": 1})
     with pytest.raises(ConfigError, match="precision"):
-        build_fuser("_test_stream_avg", precision="int4")
+        build_stream_fuser("_test_stream_avg", precision="int4")
 
 
 def test_sinks_and_sources_reject_bad_input(tmp_path):
@@ -489,10 +503,96 @@ def test_script_bad_input_exits_2_with_one_line(tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
 
 
+def _run_script(argv: list[str]) -> int:
+    mod = _script()
+    return mod.main(argv)
+
+
+_TIMINGS = ("wall_s", "fps", "fps_steady", "latency_ms", "stages_ms", "outputs")
+
+
+def test_script_fuser_settings_new_grammar_and_deprecated_set(tmp_path, caplog):
+    vis = _write_folder(tmp_path / "in" / "vis", [_frame(i) for i in range(3)])
+    ir = _write_folder(tmp_path / "in" / "ir", [_frame(i, invert=True) for i in range(3)])
+    base = ["--ir", str(ir), "--vis", str(vis), "--method", "_test_stream_levels", "--no-progress", "--device", "cpu"]
+    # key=value arguments may come before, between or after the flags
+    assert _run_script(["fuser.levels=5", *base, "--out", str(tmp_path / "a"), "--stats", str(tmp_path / "a.json"),
+                        "queue_size=6"]) == 0
+    stats = json.loads((tmp_path / "a.json").read_text())
+    assert stats["fuser_settings"] == {"levels": 5} and stats["config"]["queue_size"] == 6
+    assert stats["frames_out"] == 3
+    with caplog.at_level(logging.WARNING):
+        assert _run_script([*base, "--set", "levels=7", "--out", str(tmp_path / "b"),
+                            "--stats", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["fuser_settings"] == {"levels": 7}
+    warnings = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(warnings) == 1 and "fuser.levels=7" in warnings[0] and "\n" not in warnings[0]
+    assert "--set" not in _script().build_parser().format_help()  # hidden
+
+
+def test_script_and_run_stream_agree(tmp_path):
+    """The script is run_stream behind a command line: the same arguments give the same run (it used to differ,
+    e.g. the image-folder frame rate from --fps reached the script's sources only)."""
+    vis = _write_folder(tmp_path / "in" / "vis", [_frame(i) for i in range(7)])
+    ir = _write_folder(tmp_path / "in" / "ir", [_frame(i, 32, 24, invert=True) for i in range(7)])
+    argv = ["--ir", str(ir), "--vis", str(vis), "--method", "_test_stream_levels", "--device", "cpu", "--fps", "12",
+            "--batch", "2", "--no-progress", "--out", str(tmp_path / "script"), "--stats", str(tmp_path / "s.json"),
+            "max_frames=5", "tolerance_s=0.03", "labels=a,b,c", "fuser.levels=3"]
+    assert _run_script(argv) == 0
+    by_script = json.loads((tmp_path / "s.json").read_text())
+    by_call = run_stream(str(vis), str(ir), "_test_stream_levels", out=tmp_path / "call", device="cpu",
+                         stats_file=tmp_path / "c.json", fuser_settings={"levels": 3}, fps=12, batch=2,
+                         progress=False, max_frames=5, tolerance_s=0.03, labels=("a", "b", "c"))
+    assert json.loads((tmp_path / "c.json").read_text()) == json.loads(json.dumps(by_call))
+    by_call = json.loads(json.dumps(by_call))
+    for key in _TIMINGS:
+        by_script.pop(key), by_call.pop(key)
+    # the low-priority temporal thread may skip transitions, so only its frame count is compared
+    assert by_script.pop("temporal")["frames"] == by_call.pop("temporal")["frames"] == 5
+    assert by_script["sources"]["vis"]["fps"] == 12.0 and by_script["frames_out"] == 5
+    assert by_script == by_call
+    a, b = sorted((tmp_path / "script").glob("*.png")), sorted((tmp_path / "call").glob("*.png"))
+    assert len(a) == len(b) == 5 and all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+
+
+def test_script_option_errors_are_one_line(tmp_path, capsys):
+    from fusion.utils.cli import run_cli
+
+    vis = _write_folder(tmp_path / "vis", [_frame(0)])
+    base = ["--ir", str(vis), "--vis", str(vis), "--out", str(tmp_path / "o"), "--no-progress", "--device", "cpu"]
+    cases = [
+        (["bogus=1"], "bogus"),
+        (["batch=two"], "batch"),
+        (["batch=2", "--batch", "3"], "given twice"),
+        (["stray"], "unexpected argument"),
+        (["fuser=3"], "fuser.<key>"),
+        (["fuser.nonsense=1", "--method", "_test_stream_slow"], "nonsense"),
+        (["fourcc=MJPG"], "--fourcc needs a video"),
+        (["--stats", str(tmp_path / "s.txt")], ".json"),
+    ]
+    for extra, needle in cases:
+        with pytest.raises(SystemExit) as exc:
+            run_cli(lambda a=[*base, *extra]: _run_script(a))
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], (extra, err)
+
+
+def test_stream_config_from_options():
+    cfg = StreamConfig.from_options({"labels": "ir,vis,out", "fps": 12, "max_frames": None,
+                                     "register": Path("calib.json")})
+    assert cfg.labels == ("ir", "vis", "out") and cfg.fps == 12.0 and isinstance(cfg.fps, float)
+    assert cfg.max_frames is None and cfg.register == "calib.json"
+    assert StreamConfig.from_options({"batch": 3}, base=cfg).labels == ("ir", "vis", "out")
+    for bad, needle in (({"labels": "a,b"}, "labels"), ({"temporal": "yes"}, "temporal"), ({"batch": 0}, "batch"),
+                        ({"nope": 1}, "nope"), ({"batch": True}, "batch")):
+        with pytest.raises(ConfigError, match=needle):
+            StreamConfig.from_options(bad)
+
+
 @pytest.mark.slow
 def test_script_sigint_finalises_output(tmp_path):
     """Ctrl-C during a (paced) run: exit 130, a playable video with the frames fused so far, and the stats."""
-    import os
     import signal
     import subprocess
     import sys
@@ -506,7 +606,7 @@ def test_script_sigint_finalises_output(tmp_path):
     cmd = [sys.executable, str(ROOT / "pipelines" / "stream_fuse.py"), "--ir", str(ir), "--vis", str(vis),
            "--method", "average", "--realtime", "--out", str(out_dir / "f.mp4"), "--stats", str(out_dir / "s.json"),
            "--no-progress", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # the installed package, no sys.path
     try:
         deadline = time.monotonic() + 60
         while not list(out_dir.glob(".f.*")) and time.monotonic() < deadline and proc.poll() is None:

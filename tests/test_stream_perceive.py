@@ -72,6 +72,17 @@ def test_detection_overlay_draws_boxes_in_the_pipeline(yolo_offline, tmp_path):
     assert written.shape == plain.shape and not np.array_equal(written, plain)  # boxes drawn on the output
 
 
+def test_run_stream_builds_the_overlay_from_options(yolo_offline, tmp_path):
+    """``stream_fuse.py --detect`` passes these options; run_stream builds the overlay for its device."""
+    from fusion.stream import run_stream
+
+    vis, ir = _frames(2), _frames(2)[::-1]
+    stats = run_stream(IteratorSource(vis, "vis"), IteratorSource(ir, "ir"), _avg_fuser(), out=tmp_path / "det",
+                       device="cpu", progress=False, temporal=False,
+                       perceiver={"detect": "yolov8n.yaml", "conf": 1e-9, "imgsz": 64})
+    assert stats["frames_out"] == 2 and stats["stages_ms"]["perceive"]["count"] == 2
+
+
 def test_detection_overlay_refuses_missing_weights(tmp_path):
     with pytest.raises(InputError, match="missing.pt"):
         create_perceiver(detect=str(tmp_path / "missing.pt"))

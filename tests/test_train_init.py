@@ -1,4 +1,4 @@
-"""fusion.training.init: the codec initialisation computes the fusion it documents, and the identity-block skip is
+"""fusion.training.codec_init: the codec initialisation computes the fusion it documents, and the identity-block skip is
 exact."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 import fusion
 from fusion.errors import ConfigError
 from fusion.models.tcmoa import normalize
-from fusion.training.init import decode_patches, encode_patches, reference_fusion
+from fusion.training.codec_init import decode_patches, encode_patches, reference_fusion
 from fusion.training.trainer import skip_identity_blocks
 
 
@@ -36,7 +36,7 @@ def test_codec_roundtrip_is_exact_for_luma_and_block_chroma():
 
 @pytest.fixture(scope="module")
 def codec_tiny():
-    from fusion.training.init import codec_init
+    from fusion.training.codec_init import codec_init
 
     model = fusion.create_model("tcmoa_tiny")
     codec_init(model)
@@ -84,7 +84,7 @@ def test_vif_prefers_the_brighter_block_and_prompts_sum_to_one(fast_tiny):
 def test_identity_block_skip_is_bit_exact(codec_tiny):
     import copy
 
-    from fusion.training.init import zero_dead_weights
+    from fusion.training.codec_init import zero_dead_weights
 
     model = copy.deepcopy(codec_tiny)
     a, b = _pair(4)
@@ -105,7 +105,7 @@ def test_identity_block_skip_is_bit_exact(codec_tiny):
 
 
 def test_codec_init_rejects_narrow_models():
-    from fusion.training.init import codec_init
+    from fusion.training.codec_init import codec_init
 
     with pytest.raises(ConfigError, match="embed_dim >= 192"):
         codec_init(fusion.create_model("tcmoa_tiny", embed_dim=64, num_heads=2, depth=4, decoder_depth=4))

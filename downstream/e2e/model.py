@@ -47,7 +47,7 @@ def build_fusion_model(name: str = "tcmoa_tiny", checkpoint: str | os.PathLike |
         name: registered variant (``tcmoa_tiny``, ``tcmoa_base``, …).
         checkpoint: a TC-MoA checkpoint (file or ``{"model", "config"}`` dict).
         init: ``auto`` — the checkpoint, else the variant's shipped weights, else the codec initialisation
-            (:func:`fusion.training.init.codec_init`, a working two-scale fuser), else random;
+            (:func:`fusion.training.codec_init.codec_init`, a working two-scale fuser), else random;
             ``checkpoint`` / ``codec`` / ``random`` force one.
         overrides: TC-MoA config overrides.
         freeze: ``fnmatch`` patterns of TC-MoA parameter names to keep frozen as well (each must match one).
@@ -90,7 +90,7 @@ def _initial_fusion_model(name: str, checkpoint: Any, init: str, overrides: dict
     model = create_model(name, **overrides)
     if init == "random":
         return model, "random"
-    from fusion.training.init import codec_init
+    from fusion.training.codec_init import codec_init
 
     try:
         codec_init(model)

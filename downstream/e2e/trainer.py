@@ -3,7 +3,7 @@
 It reuses the fusion-training machinery (``fusion.training``): the resumable data stream
 (:class:`~fusion.training.data.TaskStream`), AdamW parameter groups and the warm-up + cosine learning rate
 (:mod:`~fusion.training.schedule`), atomic rotating checkpoints with every process's RNG states
-(:mod:`~fusion.training.checkpoint`), the CSV / TensorBoard logger (:class:`~fusion.training.feedback.RunLogger`)
+(:mod:`~fusion.training.checkpoint`), the CSV / TensorBoard logger (:class:`~fusion.training.run_logger.RunLogger`)
 and the ``torchrun`` process group (:mod:`~fusion.runners.dist`; both networks sit in one DDP wrapper).
 
 Per iteration the schedule (:func:`phase_at`) picks one of four phases:
@@ -43,7 +43,7 @@ from fusion.losses import FusionLoss
 from fusion.runners.dist import DistContext, barrier, cleanup_distributed
 from fusion.training.checkpoint import load_training_checkpoint, remove_stale_temporaries
 from fusion.training.data import TaskStream
-from fusion.training.feedback import RunLogger, csv_columns
+from fusion.training.run_logger import RunLogger, csv_columns
 from fusion.training.runtime import (
     amp_setup,
     backward_and_step,

@@ -64,6 +64,11 @@ class MjpegServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    @property
+    def running(self) -> bool:
+        """Whether the server is listening (between :meth:`start` and :meth:`stop`)."""
+        return self._httpd is not None
+
     def start(self) -> MjpegServer:
         """Bind and serve in a daemon thread."""
         server = self

@@ -5,7 +5,8 @@ define a dict named ``cfg`` (the body is executed with nothing but builtins), or
 ``_base_`` file (relative to itself) whose values it overrides, key by key, recursively. Every key must exist in
 :data:`DEFAULTS`; a misspelt key is a :class:`~fusion.errors.ConfigError`, not a silently ignored option.
 
-``configs/fusion/defaults.py`` documents every option; it must equal :data:`DEFAULTS` (a test checks this).
+The defaults are the shipped ``configs/fusion/defaults.py`` (which documents every option), read once through
+:func:`fusion.utils.config.config_path`: they are defined there and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,67 +18,17 @@ from typing import Any
 
 from fusion.errors import ConfigError
 from fusion.tasks import TASKS
+from fusion.utils.config import config_path, load_layered_config, read_config_file
 from fusion.utils.config import get_dotted as _get
-from fusion.utils.config import load_layered_config
 from fusion.utils.config import merge_config as _merge
 
 __all__ = ["DEFAULTS", "default_config", "load_config", "merge_config", "validate_config", "TASK_ORDER"]
 
 TASK_ORDER: tuple[str, ...] = TASKS  # training streams run in the official task order
 
-DEFAULTS: dict[str, Any] = {
-    "model": {
-        "name": "tcmoa_base",
-        "checkpoint": None,
-        "pretrained_backbone": None,
-        "overrides": {},
-        "init": None,
-        "router_noise": True,
-        "grad_checkpointing": False,
-        "skip_identity_blocks": True,
-    },
-    "data": {
-        "tasks": {
-            "vif": {"datasets": [], "crop_scale": [0.81, 1.0], "batch_size": 3},
-            "mef": {"datasets": [], "crop_scale": [0.2, 1.0], "batch_size": 3},
-            "mff": {"datasets": [], "crop_scale": [0.64, 1.0], "batch_size": 3},
-        },
-        "lead_task": "vif",
-        "crop_size": 448,
-        "crop_ratio": [0.75, 1.3333333333333333],
-        "hflip": 0.5,
-        "interpolation": "bicubic",
-        "resize": "b_to_a",
-        "cache": True,
-        "num_workers": 2,
-    },
-    "train": {
-        "epochs": 20,
-        "warmup_epochs": 2,
-        "lr": 3e-4,
-        "min_lr": 1e-5,
-        "weight_decay": 0.05,
-        "betas": [0.9, 0.95],
-        "backbone_lr_scale": 1.0,
-        "step_mode": "per_task",
-        "amp": "none",
-        "grad_clip": None,
-        "unfreeze": False,
-        "freeze": [],
-        "max_iters": None,
-        "iters_per_epoch": None,
-        "seed": 0,
-        "deterministic": False,
-        "device": "auto",
-        "threads": None,
-    },
-    "loss": {"preset": "current", "warmup_epochs": 2},
-    "ema": {"enabled": False, "decay": 0.999, "export": True},
-    "checkpoint": {"every_iters": 1000, "every_epoch": True, "keep_last": 3},
-    "log": {"every_iters": 10, "tensorboard": True, "csv": True, "progress": True, "samples_every_iters": 500},
-    "output_dir": "work_dirs/tcmoa",
-}
-"""Every option the trainer reads; see ``configs/fusion/defaults.py`` for what each one means."""
+DEFAULTS: dict[str, Any] = read_config_file(config_path("fusion/defaults.py"))
+"""Every option the trainer reads, with its default: the shipped ``configs/fusion/defaults.py``, which says
+what each one means."""
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "train.step_mode": ("per_task", "sum"),
@@ -104,8 +55,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     """Load a config file over :data:`DEFAULTS` (following ``_base_``), then apply ``overrides``.
 
     Args:
-        path: ``.py`` (defines ``cfg``) or ``.yaml`` file; ``None`` gives the defaults.
-        overrides: nested dict from :func:`fusion.utils.cli.parse_overrides` (``--cfg-options``).
+        path: ``.py`` (defines ``cfg``) or ``.yaml`` file, or a shipped config name (``configs/fusion/x.py``);
+            ``None`` gives the defaults.
+        overrides: nested dict from :func:`fusion.utils.cli.parse_overrides` (``train.lr=1e-4``).
 
     Raises:
         ConfigError: unreadable file, unknown key, bad value, or a ``_base_`` cycle.

@@ -33,7 +33,7 @@ from fusion.training.checkpoint import load_training_checkpoint, remove_stale_te
 from fusion.training.config import TASK_ORDER, validate_config
 from fusion.training.data import PairCropDataset, TaskStream, collect_pairs
 from fusion.training.ema import ModelEMA
-from fusion.training.feedback import RunLogger, csv_columns
+from fusion.training.run_logger import RunLogger, csv_columns
 from fusion.training.runtime import (
     amp_setup,
     backward_and_step,
@@ -151,7 +151,7 @@ class Trainer:
         if mc["init"] == "codec":
             if mc["checkpoint"] is not None:
                 raise ConfigError("model.init='codec' and model.checkpoint are exclusive (the init would be lost)")
-            from fusion.training.init import codec_init
+            from fusion.training.codec_init import codec_init
 
             codec_init(model)
         if self.cfg["train"]["unfreeze"]:
