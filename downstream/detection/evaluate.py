@@ -204,94 +204,30 @@ def _metrics_json(m: DetMetrics) -> dict[str, Any]:
 def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
     """Run the comparison described by ``s`` and return the result rows (also written to ``s.out``).
 
+    Steps: check the settings; load the data; take the given detector (or none); per input, make its images, train
+    or reuse a detector, predict and score; write the tables, curves, pictures and ``run.json``.
+
     Raises:
         ConfigError, DatasetError, CheckpointError, InputError: one-line problems with settings, data or weights.
     """
-    from downstream.detection.yolo import (
-        class_mapping,
-        detector_info,
-        load_detector,
-        predict_images,
-        ultralytics_device,
-    )
+    from downstream.detection.yolo import ultralytics_device
 
     t_start = time.perf_counter()
-    s.out = Path(s.out)
-    if s.data is not None and is_within(s.out, s.data):
-        raise ConfigError(f"--out {s.out} lies inside the dataset {s.data}; results are never written into inputs")
-    if s.det_checkpoint is not None:
-        check_local_weights(s.det_checkpoint)  # before any slow step: a missing file must fail at once
-    _check_inputs(tuple(s.inputs))
+    _check_settings(s)
     device = ultralytics_device(s.device)
     schedule_name = s.schedule or ("synthetic_cpu" if s.data is None else "llvip")
     schedule = load_schedule(schedule_name, list(s.overrides))
-    imgsz = int(schedule.get("imgsz", 640))
     s.out.mkdir(parents=True, exist_ok=True)
     dataset, data_root = _load_dataset(s)
     dataset = dataset.subset({"train": s.max_train, "test": s.max_test})
     outside = _report_boxes_outside(dataset)
     test = dataset.split("test")
-    inputs = list(s.inputs)
-
-    given = None
-    class_map = None
-    if s.det_checkpoint is not None:
-        given = load_detector(s.det_checkpoint, trust=s.trust_checkpoint)
-        info = detector_info(given)
-        class_map = class_mapping(info["names"], dataset.classes)
-        if info["imgsz"] and not any(o.split("=", 1)[0].strip() == "imgsz" for o in s.overrides):
-            imgsz = info["imgsz"]  # evaluate at the size the detector was trained at unless told otherwise
-        wrong = [n for n in inputs if input_channels(n) != info["channels"]]
-        if wrong:
-            if s.inputs == DEFAULT_INPUTS and wrong == [EARLY_FUSION]:
-                log.info("skipping %s: the given detector takes %d channels", EARLY_FUSION, info["channels"])
-                inputs.remove(EARLY_FUSION)
-            else:
-                raise ConfigError(
-                    f"{s.det_checkpoint}: the detector takes {info['channels']} channels, "
-                    f"input {wrong[0]!r} has {input_channels(wrong[0])}"
-                )
-    else:
-        dataset.split("train")
-
+    given, class_map, imgsz, inputs = _given_detector(s, dataset, int(schedule.get("imgsz", 640)))
     splits = {"test": test} if given is not None else {"train": dataset.split("train"), "test": test}
     person = _person_class(dataset.classes)
     gts = [smp.labels for smp in test]
-    rows, metrics, timings, preds_by_input, images_by_input = [], {}, {}, {}, {}
-    for name in inputs:
-        slug = input_slug(name)
-        t0 = time.perf_counter()
-        images = {
-            sp: input_images(name, smps, sp, s.out / "inputs", task=s.task,
-                             fuser_kwargs=_fuser_kwargs(s, name, device), fused_format=s.fused_format)
-            for sp, smps in splits.items()
-        }  # fmt: skip
-        t_inputs = time.perf_counter() - t0
-        reused = False
-        if given is None:
-            yaml_path = write_yolo_dataset(
-                s.out / "datasets" / slug, splits, images, dataset.classes, channels=input_channels(name)
-            )
-            weights, reused = _train_or_reuse(s, slug, yaml_path, schedule, device)
-            model = load_detector(weights)
-        else:
-            model = given
-        t1 = time.perf_counter()
-        test_images = [images["test"][smp.ident] for smp in test]
-        preds = predict_images(
-            model, test_images, imgsz=imgsz, device=device, batch=int(schedule.get("batch", 8)) if given is None else 8,
-            class_map=class_map,
-        )  # fmt: skip
-        m = evaluate_detections(preds, gts, len(dataset.classes), miss_rate_class=person)
-        t2 = time.perf_counter()
-        timings[name] = {"inputs_s": round(t_inputs, 2), "train_s": round(t1 - t0 - t_inputs, 2),
-                         "evaluate_s": round(t2 - t1, 2), "reused_training": reused}  # fmt: skip
-        metrics[name] = m
-        rows.append({"input": name, **m.row()})
-        atomic_write_text(s.out / "metrics" / f"{slug}.json", json.dumps(_metrics_json(m), indent=2))
-        preds_by_input[name] = preds
-        images_by_input[name] = test_images
-        log.info("%s: mAP50 %.4f  mAP50-95 %.4f  MR %.4f", name, m.map50, m.map50_95, m.miss_rate)
+    results = [_evaluate_input(s, name, dataset, splits, gts, person, given=given, class_map=class_map,
+                               schedule=schedule, imgsz=imgsz, device=device) for name in inputs]
 
     notes = [
         f"data: {'synthetic LLVIP-layout scenes' if s.data is None else data_root} ({dataset.name}), "
@@ -302,18 +238,9 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
                         "last epoch's weights"),
         f"miss rate: log-average over FPPI in [1e-2, 1] (9 points), class {dataset.classes[person]!r}, IoU 0.5",
     ]  # fmt: skip
+    rows = [{"input": r.name, **r.metrics.row()} for r in results]
     write_results(rows, s.out, title="Detection: does fusion help?", notes=notes)
-    plot_curves(metrics, s.out / "curves.png")
-    k = min(s.qualitative, len(test))
-    if k > 0:
-        pick = np.unique(np.linspace(0, len(test) - 1, k).round().astype(int))
-        plot_qualitative(
-            {n: [display_image(n, images_by_input[n][i]) for i in pick] for n in metrics},
-            [gts[i] for i in pick],
-            {n: [preds_by_input[n][i] for i in pick] for n in metrics},
-            s.out / "qualitative.png",
-            row_names=[test[i].ident for i in pick],
-        )
+    _write_pictures(s, results, test, gts)
     run = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
         "schedule": schedule,
@@ -325,9 +252,112 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
             "sizes": {k: len(v) for k, v in splits.items()},
             "boxes_outside_image": outside,
         },  # fmt: skip
-        "timings": timings,
+        "timings": {r.name: r.timings for r in results},
         "total_s": round(time.perf_counter() - t_start, 1),
         "versions": _versions(),
     }
     atomic_write_text(s.out / "run.json", json.dumps(run, indent=2, default=str))
     return rows
+
+
+def _check_settings(s: DetEvalSettings) -> None:
+    """What can be refused before any slow step (output place, weights file, input names)."""
+    s.out = Path(s.out)
+    if s.data is not None and is_within(s.out, s.data):
+        raise ConfigError(f"--out {s.out} lies inside the dataset {s.data}; results are never written into inputs")
+    if s.det_checkpoint is not None:
+        check_local_weights(s.det_checkpoint)  # before any slow step: a missing file must fail at once
+    _check_inputs(tuple(s.inputs))
+
+
+def _given_detector(s: DetEvalSettings, dataset: DetDataset, imgsz: int) -> tuple[Any, Any, int, list[str]]:
+    """``(detector, class map, imgsz, inputs)`` for ``--det-checkpoint`` (``None``s without one).
+
+    The inputs whose channel count the detector cannot take are dropped (``rgbt`` among the defaults) or refused.
+    """
+    from downstream.detection.yolo import class_mapping, detector_info, load_detector
+
+    inputs = list(s.inputs)
+    if s.det_checkpoint is None:
+        return None, None, imgsz, inputs
+    given = load_detector(s.det_checkpoint, trust=s.trust_checkpoint)
+    info = detector_info(given)
+    class_map = class_mapping(info["names"], dataset.classes)
+    if info["imgsz"] and not any(o.split("=", 1)[0].strip() == "imgsz" for o in s.overrides):
+        imgsz = info["imgsz"]  # evaluate at the size the detector was trained at unless told otherwise
+    wrong = [n for n in inputs if input_channels(n) != info["channels"]]
+    if wrong:
+        if s.inputs == DEFAULT_INPUTS and wrong == [EARLY_FUSION]:
+            log.info("skipping %s: the given detector takes %d channels", EARLY_FUSION, info["channels"])
+            inputs.remove(EARLY_FUSION)
+        else:
+            raise ConfigError(
+                f"{s.det_checkpoint}: the detector takes {info['channels']} channels, "
+                f"input {wrong[0]!r} has {input_channels(wrong[0])}"
+            )
+    return given, class_map, imgsz, inputs
+
+
+@dataclass
+class _InputResult:
+    """One input's scores, predictions on the test images, those images, and its stage timings."""
+
+    name: str
+    metrics: DetMetrics
+    preds: list[Any]
+    images: list[Path]
+    timings: dict[str, Any]
+
+
+def _evaluate_input(
+    s: DetEvalSettings, name: str, dataset: DetDataset, splits: dict[str, Any], gts: list[Any], person: int, *,
+    given: Any, class_map: Any, schedule: dict[str, Any], imgsz: int, device: str,
+) -> _InputResult:
+    """Images of input ``name`` (fused through the cache if needed), its detector (given, reused, trained), scores."""
+    from downstream.detection.yolo import load_detector, predict_images
+
+    slug = input_slug(name)
+    t0 = time.perf_counter()
+    images = {
+        sp: input_images(name, smps, sp, s.out / "inputs", task=s.task,
+                         fuser_kwargs=_fuser_kwargs(s, name, device), fused_format=s.fused_format)
+        for sp, smps in splits.items()
+    }  # fmt: skip
+    t_inputs = time.perf_counter() - t0
+    reused = False
+    if given is None:
+        yaml_path = write_yolo_dataset(
+            s.out / "datasets" / slug, splits, images, dataset.classes, channels=input_channels(name)
+        )
+        weights, reused = _train_or_reuse(s, slug, yaml_path, schedule, device)
+        model = load_detector(weights)
+    else:
+        model = given
+    t1 = time.perf_counter()
+    test_images = [images["test"][smp.ident] for smp in splits["test"]]
+    preds = predict_images(
+        model, test_images, imgsz=imgsz, device=device, batch=int(schedule.get("batch", 8)) if given is None else 8,
+        class_map=class_map,
+    )  # fmt: skip
+    m = evaluate_detections(preds, gts, len(dataset.classes), miss_rate_class=person)
+    t2 = time.perf_counter()
+    timings = {"inputs_s": round(t_inputs, 2), "train_s": round(t1 - t0 - t_inputs, 2),
+               "evaluate_s": round(t2 - t1, 2), "reused_training": reused}  # fmt: skip
+    atomic_write_text(s.out / "metrics" / f"{slug}.json", json.dumps(_metrics_json(m), indent=2))
+    log.info("%s: mAP50 %.4f  mAP50-95 %.4f  MR %.4f", name, m.map50, m.map50_95, m.miss_rate)
+    return _InputResult(name, m, preds, test_images, timings)
+
+
+def _write_pictures(s: DetEvalSettings, results: list[_InputResult], test: list[Any], gts: list[Any]) -> None:
+    """``curves.png`` (precision-recall, miss rate) and ``qualitative.png`` (``s.qualitative`` test images)."""
+    plot_curves({r.name: r.metrics for r in results}, s.out / "curves.png")
+    k = min(s.qualitative, len(test))
+    if k > 0:
+        pick = np.unique(np.linspace(0, len(test) - 1, k).round().astype(int))
+        plot_qualitative(
+            {r.name: [display_image(r.name, r.images[i]) for i in pick] for r in results},
+            [gts[i] for i in pick],
+            {r.name: [r.preds[i] for i in pick] for r in results},
+            s.out / "qualitative.png",
+            row_names=[test[i].ident for i in pick],
+        )
