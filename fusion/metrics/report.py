@@ -17,11 +17,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fusion.data.pairs import list_images, pair_folders
 from fusion.errors import ConfigError, DatasetError, InputError
+from fusion.fusers.spec import FuserSpec
 from fusion.metrics.evaluate import evaluate_batch
 from fusion.metrics.registry import Profile, get_profile
 from fusion.utils.io import IMAGE_EXTENSIONS, atomic_path, atomic_write_text, is_within, read_image, write_image
@@ -306,34 +308,10 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
         cfg: the evaluation settings.
         progress: optional wrapper for progress display, called as ``progress(iterable, total, description)``.
     """
-    from fusion.fusers import FuserSpec, list_fusers
-
     profile = get_profile(cfg.profile)
     metric_names = [d.name for d in profile.select(cfg.metrics)]
     pairs = pair_sources(cfg.ir_dir, cfg.vis_dir)
-    stems = [p[0] for p in pairs]
-    sources = discover_fused(cfg.fused, stems, cfg.fused_pattern) if cfg.fused else []
-    fused_roots = [Path(str(f).split("=", 1)[1] if "=" in str(f) else str(f)) for f in cfg.fused]
-    inputs = [cfg.ir_dir, cfg.vis_dir, *fused_roots, *[s.folder for s in sources]]
-    _check_output_dir(cfg, inputs)
-
-    fuser_names: list[str] = []
-    if cfg.methods:
-        known = {s.method for s in sources}
-        wanted_fused = [m for m in cfg.methods if m in known]
-        fuser_names = [m for m in cfg.methods if m not in known]
-        available = set(list_fusers())
-        bad = [m for m in fuser_names if FuserSpec.parse(m).name not in available]
-        if bad:
-            raise ConfigError(
-                f"--methods: {', '.join(bad)} is neither a fused folder method nor a fuser "
-                f"(fused: {', '.join(sorted(known)) or 'none'}; fusers: {', '.join(sorted(available))})"
-            )
-        # Naming some fused methods selects them; naming only fusers adds them to every fused method.
-        if wanted_fused:
-            sources = [s for s in sources if s.method in wanted_fused]
-    if not sources and not fuser_names:
-        raise ConfigError("nothing to evaluate: give --fused folders and/or --methods fusers")
+    sources, fuser_names = _select_methods(cfg, [p[0] for p in pairs])
 
     csv_path = cfg.out_dir / f"metrics_{profile.name}.csv"
     old = load_rows(csv_path)
@@ -341,39 +319,17 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
     rows: list[dict[str, object]] = [r for r in old if (r["method"], r["image"]) in done]
     if old and len(rows) < len(old):
         log.info("%s: %d incomplete rows will be recomputed", csv_path, len(old) - len(rows))
-
-    jobs: list[tuple[str, str, Path, Path, Path | None]] = []
-    for s in sources:
-        for stem, irp, visp in pairs:
-            if stem in s.files and (s.method, stem) not in done:
-                jobs.append((s.method, stem, irp, visp, s.files[stem]))
-        missing = len([1 for st, _, _ in pairs if st not in s.files])
-        if missing:
-            log.warning("%s: %d source images have no fused result and are skipped", s.method, missing)
-    for name in fuser_names:
-        for stem, irp, visp in pairs:
-            if (name, stem) not in done:
-                jobs.append((name, stem, irp, visp, None))
-    skipped = sum(1 for r in rows)
+    jobs = _jobs(pairs, sources, fuser_names, done)
+    skipped = len(rows)
     log.info("%d (method, image) pairs to score, %d already in %s", len(jobs), skipped, csv_path)
 
     fusers = {n: FuserSpec.parse(n).build(device=cfg.device) for n in fuser_names}  # device: where declared
-    it: Iterable = jobs
-    if progress is not None:
-        it = progress(jobs, len(jobs), f"scoring ({profile.name})")
+    it: Iterable = jobs if progress is None else progress(jobs, len(jobs), f"scoring ({profile.name})")
     pending = 0
     failed: list[str] = []
     for method, stem, irp, visp, fpath in it:
         try:
-            ir = read_image(irp, "unchanged")
-            vis = read_image(visp, "unchanged")
-            if fpath is None:
-                fused = fusers[method].fuse(read_image(visp, "rgb"), read_image(irp, "rgb"), cfg.task)
-                if cfg.save_fused:
-                    write_image(cfg.out_dir / "fused" / method.replace(":", "_") / f"{stem}.png", fused)
-            else:
-                fused = read_image(fpath, "unchanged")
-            vals = evaluate_batch([fused], [ir], [vis], profile=profile, metrics=metric_names, device=cfg.device)[0]
+            vals = _score_one(cfg, profile, metric_names, fusers.get(method), method, stem, irp, visp, fpath)
         except InputError as exc:
             # One unreadable or mis-sized result must not cost the rest of a long run.
             log.warning("%s / %s skipped: %s", method, stem, exc)
@@ -395,3 +351,64 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
     if failed:
         log.warning("%d pairs could not be scored (first: %s)", len(failed), failed[0])
     return EvalResult(csv_path, table_path, plots, rows, len(jobs) - len(failed), skipped, failed)
+
+
+def _select_methods(cfg: EvalConfig, stems: list[str]) -> tuple[list[FusedSource], list[str]]:
+    """The fused-folder methods and the fusers to run (``--fused``/``--methods``); checks the output place.
+
+    Naming some fused methods in ``--methods`` selects them; naming only fusers adds them to every fused method.
+    """
+    from fusion.fusers import list_fusers
+
+    sources = discover_fused(cfg.fused, stems, cfg.fused_pattern) if cfg.fused else []
+    fused_roots = [Path(str(f).split("=", 1)[1] if "=" in str(f) else str(f)) for f in cfg.fused]
+    _check_output_dir(cfg, [cfg.ir_dir, cfg.vis_dir, *fused_roots, *[s.folder for s in sources]])
+    fuser_names: list[str] = []
+    if cfg.methods:
+        known = {s.method for s in sources}
+        wanted_fused = [m for m in cfg.methods if m in known]
+        fuser_names = [m for m in cfg.methods if m not in known]
+        available = set(list_fusers())
+        bad = [m for m in fuser_names if FuserSpec.parse(m).name not in available]
+        if bad:
+            raise ConfigError(
+                f"--methods: {', '.join(bad)} is neither a fused folder method nor a fuser "
+                f"(fused: {', '.join(sorted(known)) or 'none'}; fusers: {', '.join(sorted(available))})"
+            )
+        if wanted_fused:
+            sources = [s for s in sources if s.method in wanted_fused]
+    if not sources and not fuser_names:
+        raise ConfigError("nothing to evaluate: give --fused folders and/or --methods fusers")
+    return sources, fuser_names
+
+
+def _jobs(pairs: list[tuple[str, Path, Path]], sources: list[FusedSource], fuser_names: list[str],
+          done: set[tuple[Any, Any]]) -> list[tuple[str, str, Path, Path, Path | None]]:
+    """``(method, stem, ir, vis, fused file or None for a fuser)`` of every pair not scored yet."""
+    jobs: list[tuple[str, str, Path, Path, Path | None]] = []
+    for s in sources:
+        for stem, irp, visp in pairs:
+            if stem in s.files and (s.method, stem) not in done:
+                jobs.append((s.method, stem, irp, visp, s.files[stem]))
+        missing = len([1 for st, _, _ in pairs if st not in s.files])
+        if missing:
+            log.warning("%s: %d source images have no fused result and are skipped", s.method, missing)
+    for name in fuser_names:
+        for stem, irp, visp in pairs:
+            if (name, stem) not in done:
+                jobs.append((name, stem, irp, visp, None))
+    return jobs
+
+
+def _score_one(cfg: EvalConfig, profile: Profile, metric_names: list[str], fuser: Any, method: str, stem: str,
+               irp: Path, visp: Path, fpath: Path | None) -> dict[str, float]:
+    """The metrics of one (method, image): a fused file is read, a fuser fuses (and saves with ``save_fused``)."""
+    ir = read_image(irp, "unchanged")
+    vis = read_image(visp, "unchanged")
+    if fpath is None:
+        fused = fuser.fuse(read_image(visp, "rgb"), read_image(irp, "rgb"), cfg.task)
+        if cfg.save_fused:
+            write_image(cfg.out_dir / "fused" / method.replace(":", "_") / f"{stem}.png", fused)
+    else:
+        fused = read_image(fpath, "unchanged")
+    return evaluate_batch([fused], [ir], [vis], profile=profile, metrics=metric_names, device=cfg.device)[0]
