@@ -177,8 +177,15 @@ def prepare_mmseg() -> None:
 
 
 def ultralytics_config_dir() -> Path:
-    """The project-local ultralytics settings folder (overridable with ``YOLO_CONFIG_DIR``)."""
-    return Path(os.environ.get("YOLO_CONFIG_DIR") or _ROOT / ".cache" / "ultralytics")
+    """Our own ultralytics settings folder (overridable with ``YOLO_CONFIG_DIR``): ``.cache/ultralytics`` in a
+    source checkout, else ``$XDG_CACHE_HOME/tcmoa-fusion/ultralytics`` (an installed package never writes into
+    site-packages)."""
+    if os.environ.get("YOLO_CONFIG_DIR"):
+        return Path(os.environ["YOLO_CONFIG_DIR"])
+    if (_ROOT / "pyproject.toml").is_file():
+        return _ROOT / ".cache" / "ultralytics"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "tcmoa-fusion" / "ultralytics"
 
 
 def setup_ultralytics_offline() -> Path:

@@ -1,14 +1,15 @@
 """Does fusion help my detector? Compare a YOLO detector on infrared, visible, fused and early-fused (RGB+T) inputs.
 
-Examples::
+Examples (``tcmoa-det-eval`` is ``python pipelines/det_eval.py``)::
 
-    python pipelines/det_eval.py                                   # synthetic LLVIP-layout scenes, CPU, < 10 min
-    python pipelines/det_eval.py /data/LLVIP --inputs ir,vis,average,tcmoa_base:ckpt.pth --device 0 --out runs/llvip
-    python pipelines/det_eval.py /data/LLVIP --device 0,1 epochs=100 model=yolo11s.yaml     # ultralytics DDP
-    python pipelines/det_eval.py /data/LLVIP --det-checkpoint my_yolo.pt --out runs/given  # evaluate, no training
-    python pipelines/det_eval.py /data/M3FD --layout m3fd --schedule configs/det/llvip.yaml imgsz=800
+    tcmoa-det-eval                                   # synthetic LLVIP-layout scenes, CPU, < 10 min
+    tcmoa-det-eval /data/LLVIP --inputs ir,vis,average,tcmoa_base:ckpt.pth --device 0 --out runs/llvip
+    tcmoa-det-eval /data/LLVIP --device 0,1 epochs=100 model=yolo11s.yaml     # ultralytics DDP
+    tcmoa-det-eval /data/LLVIP --det-checkpoint my_yolo.pt --out runs/given  # evaluate, no training
+    tcmoa-det-eval /data/M3FD --layout m3fd --schedule configs/det/llvip.yaml imgsz=800 fuser.levels=5
 
-Every input is trained with the same schedule (``configs/det/*.yaml``, ``key=value`` overrides) and seed, then
+Every input is trained with the same schedule (``configs/det/*.yaml``, ``key=value`` overrides; ``fuser.key=value``
+words are settings for every fuser) and seed, then
 evaluated on the test split: mAP50, mAP50-95, precision, recall and LLVIP's log-average miss rate. Outputs in --out:
 results.csv, results.md, curves.png, qualitative.png, run.json. Nothing is downloaded; a named .pt must exist.
 Bad input stops the run with a one-line error and exit status 2.
@@ -17,23 +18,21 @@ Bad input stops the run with a one-line error and exit status 2.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from downstream.detection.datasets import LAYOUTS  # noqa: E402
-from downstream.detection.evaluate import DEFAULT_INPUTS, SYNTHETIC_DEFAULTS, DetEvalSettings, run_det_eval  # noqa: E402
-from fusion.errors import ConfigError  # noqa: E402
-from fusion.tasks import TASKS  # noqa: E402
-from fusion.utils.cli import parse_overrides, run_cli  # noqa: E402
-from fusion.utils.logging import setup_script_logging  # noqa: E402
+from downstream.detection.datasets import LAYOUTS
+from downstream.detection.evaluate import DEFAULT_INPUTS, SYNTHETIC_DEFAULTS, DetEvalSettings, run_det_eval
+from fusion.errors import ConfigError
+from fusion.tasks import TASKS
+from fusion.utils.cli import comma_list, legacy_overrides, parse_overrides, pop_section, run_cli, script_positionals
+from fusion.utils.logging import setup_script_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("data", nargs="?", type=Path, help="dataset root (LLVIP, M3FD or MSRS layout); default: synthetic")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="schedule overrides, e.g. epochs=5 imgsz=320")
+    p.add_argument("data", nargs="?", help="dataset root (LLVIP, M3FD or MSRS layout); default: synthetic")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="schedule overrides, e.g. epochs=5 imgsz=320, and fuser settings, e.g. fuser.levels=5")
     p.add_argument("--out", type=Path, default=Path("runs/det_eval"), help="run folder (default: runs/det_eval)")
     p.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS])
     p.add_argument(
@@ -47,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow --det-checkpoint to be an ultralytics .pt pickle (it can run code; files you trust)")
     p.add_argument("--device", default="auto", help="cpu, auto, cuda, N, or N,M for ultralytics multi-GPU training")
     p.add_argument("--task", default="vif", choices=TASKS, help="fusion task (default: vif)")
-    p.add_argument("--fuser-set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every fuser")
+    p.add_argument("--fuser-set", action="append", default=[], help=argparse.SUPPRESS)  # deprecated: fuser.K=V
     p.add_argument("--max-train", type=int, help="use only the first N training pairs")
     p.add_argument("--max-test", type=int, help="use only the first N test pairs")
     p.add_argument(
@@ -75,14 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str], dict]:
+    """The options (``args.data`` a :class:`Path` or ``None``), the schedule overrides and the fuser settings."""
+    args = build_parser().parse_intermixed_args(argv)
     setup_script_logging(args.verbose)
-    overrides = list(args.overrides)
+    plain, tokens = script_positionals([args.data, *args.overrides], max_plain=1, plain_name="dataset root")
+    args.data = Path(plain[0]) if plain else None
+    tokens = [*legacy_overrides(args.fuser_set, option="--fuser-set", section="fuser"), *tokens]
+    fuser = pop_section(parse_overrides(tokens), "fuser")
+    schedule = [t for t in tokens if t.split("=", 1)[0].split(".")[0].strip() != "fuser"]  # flat ultralytics keys
+    return args, schedule, fuser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides, fuser_settings = parse_args(argv)
     data = args.data
-    if data is not None and "=" in str(data):  # `det_eval.py epochs=5`: an override, not a folder
-        overrides.insert(0, str(data))
-        data = None
     if data is not None and not data.is_dir():
         raise ConfigError(f"{data}: no such dataset folder")
     for name, value in (("--max-train", args.max_train), ("--max-test", args.max_test)):
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
         data=data,
         layout=args.layout,
-        inputs=tuple(x.strip() for x in args.inputs.split(",") if x.strip()),
+        inputs=tuple(comma_list(args.inputs)),
         schedule=args.schedule,
         overrides=overrides,
         det_checkpoint=args.det_checkpoint,
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         max_test=args.max_test,
         synthetic=synthetic,
         layout_kwargs=layout_kwargs,
-        fuser_kwargs=parse_overrides(args.fuser_set),
+        fuser_kwargs=fuser_settings,
         qualitative=args.qualitative,
         retrain=args.retrain,
         fused_format=args.fused_format,
@@ -124,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['recall']:.4f}  {r['miss_rate']:.4f}")  # fmt: skip
     print(f"results: {settings.out / 'results.md'}")
     return 0
+
+
+def cli() -> None:
+    """The console command ``tcmoa-det-eval``."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 """Score fused images (or fusers run on the fly) with the fusion metrics of one profile.
 
-Examples::
+Examples (``tcmoa-eval-fusion`` is ``python pipelines/eval_fusion.py``)::
 
     # folders of fused results, one subfolder per method, TNO-style file names matching the sources
-    python pipelines/eval_fusion.py --ir data/tno/ir --vis data/tno/vis --fused data/tno/fused \\
+    tcmoa-eval-fusion --ir data/tno/ir --vis data/tno/vis --fused data/tno/fused \\
         --profile tang_legacy --out runs/eval_tno
 
     # VIFB naming <image>_<Method>.jpg in one folder
-    python pipelines/eval_fusion.py --ir vifb/ir --vis vifb/vis --fused vifb/fused \\
+    tcmoa-eval-fusion --ir vifb/ir --vis vifb/vis --fused vifb/fused \\
         --fused-pattern "{image}_{method}.jpg" --profile vifb --out runs/eval_vifb
 
-    # classical baselines computed on the fly, next to a named result folder
-    python pipelines/eval_fusion.py --ir ir --vis vis --fused ours=results/ours --methods ours,average,gff --out runs/x
+    # classical baselines computed on the fly, next to two named result folders
+    tcmoa-eval-fusion --ir ir --vis vis --fused ours=results/ours,old=results/old --methods ours,average,gff \\
+        --out runs/x
+
+Lists (``--fused``, ``--methods``, ``--metrics``) are comma-separated (``--fused`` also takes several words).
 
 Writes ``metrics_<profile>.csv`` (per image; re-running resumes), ``summary_<profile>.md`` (mean ± std per
 method) and ``bar_<profile>.png`` / ``box_<profile>.png`` into ``--out``.
@@ -25,22 +28,22 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fusion.errors import ConfigError
 from fusion.metrics import get_profile, list_profiles
 from fusion.metrics.report import EvalConfig, run_evaluation
 from fusion.tasks import TASKS
-from fusion.utils.cli import run_cli
+from fusion.utils.cli import comma_list, parse_overrides, pop_section, run_cli, script_positionals, split_list_overrides
 from fusion.utils.logging import setup_script_logging
-
-
-def _split(text: str | None) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--ir", required=True, type=Path, help="folder of infrared (first source) images")
     p.add_argument("--vis", required=True, type=Path, help="folder of visible (second source) images")
-    p.add_argument("--fused", nargs="*", default=[], help="NAME=DIR, or DIR (method subfolders / a method folder)")
+    p.add_argument("overrides", nargs="*", metavar="fuser.KEY=VALUE",
+                   help="settings of the on-the-fly fusers, e.g. fuser.levels=5")
+    p.add_argument("--fused", nargs="*", action="extend", default=[],
+                   help="comma list of NAME=DIR, or DIR (method subfolders / a method folder)")
     p.add_argument("--fused-pattern", help="file-name pattern inside --fused DIR, e.g. '{image}_{method}.jpg'")
     p.add_argument(
         "--methods",
@@ -59,9 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, with ``args.fused`` a list."""
+    args = build_parser().parse_intermixed_args(argv)
     setup_script_logging(args.verbose)
+    args.fused, listed = split_list_overrides(args.fused)
+    _, tokens = script_positionals([*listed, *args.overrides], max_plain=0, plain_name="positional arguments")
+    opts = parse_overrides(tokens)
+    settings = pop_section(opts, "fuser")
+    if opts:
+        raise ConfigError(f"unknown option {next(iter(opts))!r}: the overrides here are fuser.<setting>=<value>")
+    args.fuser_settings = settings
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.threads > 0:
         import torch
 
@@ -72,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         vis_dir=args.vis,
         out_dir=args.out,
         profile=args.profile,
-        fused=list(args.fused),
+        fused=args.fused,
         fused_pattern=args.fused_pattern,
-        methods=_split(args.methods),
-        metrics=_split(args.metrics) or None,
+        methods=comma_list(args.methods),
+        metrics=comma_list(args.metrics) or None,
         task=args.task,
         device=args.device,
+        fuser_settings=args.fuser_settings,
         save_fused=args.save_fused,
         plots=not args.no_plots,
     )
@@ -92,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     for p in res.plot_paths:
         print(f"plot: {p}")
     return 1 if res.failed else 0
+
+
+def cli() -> None:
+    """The console command ``tcmoa-eval-fusion``."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

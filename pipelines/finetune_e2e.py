@@ -1,39 +1,39 @@
 """End-to-end finetuning: train TC-MoA's adapters (and a segmenter) through the segmentation loss.
 
-Examples::
+Examples (``tcmoa-finetune-e2e`` is ``python pipelines/finetune_e2e.py``)::
 
-    python pipelines/finetune_e2e.py --compare                 # synthetic MFNet-layout demo: frozen vs e2e, CPU
-    python pipelines/finetune_e2e.py configs/e2e/my_run.py data.root=/data/MFNet train.iters=20000 --device cuda
+    tcmoa-finetune-e2e --compare                 # synthetic MFNet-layout demo: frozen vs e2e, CPU
+    tcmoa-finetune-e2e configs/e2e/my_run.py data.root=/data/MFNet train.iters=20000 --device cuda
     torchrun --nproc_per_node 2 pipelines/finetune_e2e.py configs/e2e/my_run.py train.amp=bf16
-    python pipelines/finetune_e2e.py configs/e2e/my_run.py --resume auto          # continue a killed run
-    python pipelines/seg_eval.py ... --inputs vis,ir,tcmoa_tiny,tcmoa_e2e:runs/e2e/e2e_final.safetensors
+    tcmoa-finetune-e2e configs/e2e/my_run.py --resume auto          # continue a killed run
+    tcmoa-seg-eval ... --inputs vis,ir,tcmoa_tiny,tcmoa_e2e:runs/e2e/e2e_final.safetensors
 
 Without ``--compare`` one run trains with the configured schedule (``schedule.mode``: joint | alternating |
 frozen) and writes ``e2e_final.safetensors`` (fusion + segmenter weights) in the output folder; ``--export-parts``
 also writes ``fusion.safetensors`` (a plain TC-MoA checkpoint) and ``segmenter.pth`` + ``segmenter_config.py``.
 With ``--compare`` the frozen-fusion reference and the end-to-end pipeline are trained with one schedule and scored
 on the test split (mIoU and fusion metrics): ``results.md`` / ``results.json``. Without ``data.root`` the synthetic
-scenes are written to ``<out>/data``. Bad input stops with a one-line error and exit status 2.
+scenes are written to ``<out>/data``. The config is a file or a shipped name (``configs/e2e/<name>.py`` works from
+any folder). Bad input stops with a one-line error and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from fusion.errors import ConfigError
+from fusion.utils.cli import parse_overrides, run_cli, script_positionals
+from fusion.utils.config import config_path
+from fusion.utils.logging import setup_script_logging
 
-from fusion.errors import ConfigError  # noqa: E402
-from fusion.utils.cli import parse_overrides, run_cli  # noqa: E402
-from fusion.utils.logging import setup_script_logging  # noqa: E402
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "e2e" / "tcmoa-tiny_fcn-slim_mfnet-synthetic.py"
+DEFAULT_CONFIG = "configs/e2e/tcmoa-tiny_fcn-slim_mfnet-synthetic.py"
+"""The shipped CPU demo (read through :func:`fusion.utils.config.config_path`)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("config", nargs="?", help="configs/e2e file (default: the synthetic CPU demo)")
+    p.add_argument("config", nargs="?", help="config file or configs/e2e/<name>.py (default: the synthetic CPU demo)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.iters=50")
     p.add_argument("--out", type=Path, help="output folder (default: the config's output_dir)")
     p.add_argument("--compare", action="store_true", help="train frozen-fusion and e2e arms and compare them")
@@ -45,13 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     setup_script_logging(args.verbose)
-    overrides = list(args.overrides)
-    config = args.config
-    if config is not None and "=" in config and not Path(config).is_file():  # `finetune_e2e.py train.iters=5`
-        overrides.insert(0, config)
-        config = None
+    plain, overrides = script_positionals([args.config, *args.overrides], max_plain=1, plain_name="config file")
+    config = plain[0] if plain else None
     from downstream.e2e.config import load_config
     from downstream.e2e.evaluate import comparison_markdown, prepare_synthetic_mfnet, run_comparison
     from downstream.e2e.trainer import finetune
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         opts["output_dir"] = str(args.out)
     if args.device:
         opts.setdefault("train", {})["device"] = args.device
-    cfg = load_config(config or DEFAULT_CONFIG, opts)
+    cfg = load_config(config or config_path(DEFAULT_CONFIG), opts)
     out = Path(cfg["output_dir"])
     if cfg["data"]["root"] is None:
         syn = cfg["data"]["synthetic"]
@@ -85,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             for part, path in export_parts(final, args.export_parts).items():
                 print(f"{part}: {path}")
     return 0
+
+
+def cli() -> None:
+    """The console command ``tcmoa-finetune-e2e``."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

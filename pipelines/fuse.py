@@ -1,11 +1,12 @@
 """Fuse a pair, two folders, or a whole dataset (in its original layout) with any fusion method.
 
-Examples::
+Examples (``tcmoa-fuse`` is ``python pipelines/fuse.py``)::
 
-    python pipelines/fuse.py ../shared/data/tno --method average --out runs/tno_average
-    python pipelines/fuse.py /data/LLVIP --split test --method tcmoa_base:ckpt.pth --color ycbcr --out runs/llvip
-    python pipelines/fuse.py --a vis/ --b ir/ --method maximum --out runs/pairs --grid
-    python pipelines/fuse.py --a over.jpg --b under.jpg --task mef --method mertens --out runs/one
+    tcmoa-fuse ../shared/data/tno --method average --out runs/tno_average
+    tcmoa-fuse /data/LLVIP --split test --method tcmoa_base:ckpt.pth --color ycbcr --out runs/llvip
+    tcmoa-fuse --a vis/ --b ir/ --method maximum --out runs/pairs --grid
+    tcmoa-fuse --a over.jpg --b under.jpg --task mef --method mertens --out runs/one
+    tcmoa-fuse --a vis/ --b ir/ --method laplacian fuser.levels=5 --out runs/lap5
     torchrun --nproc_per_node 4 pipelines/fuse.py /data/LLVIP --method tcmoa_base:ckpt.pth --out runs/llvip
 
 Source roles: vif a = visible, b = infrared; mef a = over-exposed, b = under-exposed; mff a = far, b = near focus.
@@ -16,12 +17,9 @@ written, with a one-line error and exit status 2.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from fusion.data.layouts import (  # noqa: E402
+from fusion.data.layouts import (
     LAYOUT_ALIASES,
     LAYOUTS,
     detect_layout,
@@ -29,13 +27,14 @@ from fusion.data.layouts import (  # noqa: E402
     list_pairs,
     resolve_layout_name,
 )
-from fusion.errors import ConfigError  # noqa: E402
-from fusion.fusers.color import CHROMA_SOURCES, COLOR_MODES  # noqa: E402
-from fusion.runners.batch import COMPAT_MODES, FuseOptions, build_fuser, fuse_pairs  # noqa: E402
-from fusion.runners.dist import DistContext  # noqa: E402
-from fusion.tasks import TASKS  # noqa: E402
-from fusion.utils.cli import parse_overrides, run_cli  # noqa: E402
-from fusion.utils.logging import setup_script_logging  # noqa: E402
+from fusion.errors import ConfigError
+from fusion.fusers.color import CHROMA_SOURCES, COLOR_MODES
+from fusion.fusers.spec import FuserSpec
+from fusion.runners.batch import COMPAT_MODES, FuseOptions, build_fuser, fuse_pairs
+from fusion.runners.dist import DistContext
+from fusion.tasks import TASKS
+from fusion.utils.cli import legacy_overrides, parse_overrides, pop_section, run_cli, script_positionals
+from fusion.utils.logging import setup_script_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,10 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawTextHelpFormatter,
     )
     p.add_argument("source", nargs="?", help="dataset root (layout detected, or --layout)")
+    p.add_argument("overrides", nargs="*", metavar="fuser.KEY=VALUE", help="a method setting, e.g. fuser.levels=5")
     p.add_argument("--a", type=Path, help="source-a file or folder (visible / over-exposed / far focus)")
     p.add_argument("--b", type=Path, help="source-b file or folder (infrared / under-exposed / near focus)")
     p.add_argument("--method", required=True, help="fusion method: average, maximum, ..., tcmoa_base:<checkpoint>")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. levels=5")
+    p.add_argument("--set", dest="legacy_set", action="append", default=[], help=argparse.SUPPRESS)  # fuser.K=V
     p.add_argument("--out", required=True, type=Path, help="output folder (never inside an input folder)")
     p.add_argument("--layout", help="dataset layout (default: detected)")
     p.add_argument("--split", help="one split or subset (train, test, MRI_PET, ...); default: all")
@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color", choices=COLOR_MODES, default="rgb", help="rgb: official RGB fusion; ycbcr: fuse luma")
     p.add_argument("--chroma", choices=CHROMA_SOURCES, default="auto", help="chroma source for --color ycbcr")
     p.add_argument("--resize", choices=["b_to_a", "a_to_b"], help="resize pairs of different sizes")
-    p.add_argument("--compat", choices=COMPAT_MODES, default="none", help="official: min-max stretch like scipy")
+    p.add_argument("--compat", choices=(*COMPAT_MODES, "none"), default="default",
+                   help="official: min-max stretch like scipy ('none' is the earlier name of 'default')")
     p.add_argument("--ext", help="output extension (default: that of source a)")
     p.add_argument("--grid", action="store_true", help="also write a | b | fused pictures and a contact sheet")
     p.add_argument("--batch-size", type=int, default=1)
@@ -70,9 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
+    """The options, with ``args.source`` the dataset root (or ``None``), and the fuser settings."""
+    args = build_parser().parse_intermixed_args(argv)
     setup_script_logging(args.verbose)
+    plain, tokens = script_positionals([args.source, *args.overrides], max_plain=1, plain_name="dataset root")
+    args.source = plain[0] if plain else None
+    opts = parse_overrides([*legacy_overrides(args.legacy_set, option="--set", section="fuser"), *tokens])
+    settings = pop_section(opts, "fuser")
+    if opts:
+        raise ConfigError(f"unknown option {next(iter(opts))!r}: the overrides here are fuser.<setting>=<value>")
+    return args, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, settings = parse_args(argv)
     ctx = DistContext.from_env()
 
     layout = None
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             color=args.color,
             chroma=args.chroma,
             compat=args.compat,
-            **parse_overrides(args.set),
+            **settings,
         )
         meta = {
             "source": str(args.source) if args.source else {"a": str(args.a), "b": str(args.b)},
@@ -120,10 +133,17 @@ def main(argv: list[str] | None = None) -> int:
             "color": args.color,
             "device": str(device),
         }
-        fuse_pairs(pairs, fuser, options, task=args.task, input_roots=roots, meta=meta, ctx=ctx)
+        spec = FuserSpec.parse(args.method, settings)
+        fuse_pairs(pairs, fuser, options, task=args.task, input_roots=roots, meta=meta, ctx=ctx, spec=spec,
+                   key_context={"color": args.color, "chroma": args.chroma})
     finally:
         ctx.close()
     return 0
+
+
+def cli() -> None:
+    """The console command ``tcmoa-fuse``."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

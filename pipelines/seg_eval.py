@@ -1,11 +1,15 @@
 #!/usr/bin/env python
 """Does fusion help segmentation? Train/evaluate one segmenter per input and compare them in one table.
 
-    python pipelines/seg_eval.py                          # synthetic demo: ir, vis, baselines, TC-MoA (CPU, minutes)
-    python pipelines/seg_eval.py data/MFNet --inputs ir vis gff tcmoa_base:ckpt/tcmoa_base.pth
-    python pipelines/seg_eval.py data/FMB --config configs/seg/fcn_r18-d8_fmb.py --iters 20000
-    python pipelines/seg_eval.py data/MFNet --seg-checkpoint seg.pth --config configs/seg/segformer_mit-b0_mfnet.py
+    tcmoa-seg-eval                          # synthetic demo: ir, vis, baselines, TC-MoA (CPU, minutes)
+    tcmoa-seg-eval data/MFNet --inputs ir,vis,gff,tcmoa_base:ckpt/tcmoa_base.pth fuser.device=cuda
+    tcmoa-seg-eval data/FMB --config configs/seg/fcn_r18-d8_fmb.py --iters 20000 train_dataloader.batch_size=4
+    tcmoa-seg-eval data/MFNet --seg-checkpoint seg.pth --config configs/seg/segformer_mit-b0_mfnet.py
     torchrun --nproc_per_node 4 pipelines/seg_eval.py data/MFNet --launcher pytorch
+
+``tcmoa-seg-eval`` is ``python pipelines/seg_eval.py``. Positional ``key=value`` words override the mmseg config
+(dotted keys), ``fuser.key=value`` words are settings for every fuser. ``--config configs/seg/<name>.py`` names a
+shipped config from any folder.
 
 Outputs in --out (default runs/seg_eval): results.csv, results.md, results.png (bar chart), qualitative.png,
 fused/<input>-<hash>/ (cached fused images), runs/<input>-<hash>/ (logs, checkpoints, result.json). Finished inputs are
@@ -16,16 +20,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import warnings
-from pathlib import Path
 
 # OpenMP threads that spin while waiting make every step crawl when the CPU is shared; must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusion.errors import ConfigError  # noqa: E402
-from fusion.utils.cli import parse_overrides, run_cli  # noqa: E402
+from fusion.utils.cli import (  # noqa: E402
+    legacy_overrides,
+    parse_overrides,
+    pop_section,
+    run_cli,
+    script_positionals,
+    split_list_overrides,
+)
+from fusion.utils.config import resolve_config  # noqa: E402
 from fusion.utils.logging import setup_script_logging  # noqa: E402
 
 
@@ -33,10 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_root", nargs="?", default=None,
                    help="MFNet or FMB root in its original layout (default: synthetic MFNet-layout scenes)")
-    p.add_argument("--inputs", nargs="+", default=[], metavar="INPUT",
-                   help="ir, vis, a fuser spec (average, gff, tcmoa_tiny, tcmoa_base:CKPT), folder:PATH; "
-                        "optionally LABEL=INPUT (default: ir vis average maximum [tcmoa_tiny])")
-    p.add_argument("--config", default=None, help="mmseg config (default: configs/seg/ demo or SegFormer-B0)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="mmseg config overrides (train_dataloader.batch_size=4) and fuser settings (fuser.device=cuda)")
+    p.add_argument("--inputs", nargs="+", action="extend", default=[], metavar="INPUT",
+                   help="comma list of: ir, vis, a fuser spec (average, gff, tcmoa_tiny, tcmoa_base:CKPT), "
+                        "folder:PATH; optionally LABEL=INPUT (default: ir,vis,average,maximum[,tcmoa_tiny])")
+    p.add_argument("--config", default=None,
+                   help="mmseg config, a path or configs/seg/<name>.py (default: the shipped demo or SegFormer-B0)")
     p.add_argument("--out", default="runs/seg_eval", help="output folder (default: runs/seg_eval)")
     p.add_argument("--seg-checkpoint", default=None,
                    help="evaluate this segmentation checkpoint on every input instead of training one per input")
@@ -49,10 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm", "mpi"],
                    help="distributed training launcher (use with torchrun for 'pytorch')")
     p.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config entries, e.g. train_dataloader.batch_size=4")
-    p.add_argument("--fuser-options", "--fuser-set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="settings passed to every fuser, e.g. device=cuda")
+    # deprecated spellings: --cfg-options K=V is K=V, --fuser-options/--fuser-set K=V is fuser.K=V
+    p.add_argument("--cfg-options", nargs="+", action="extend", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--fuser-options", "--fuser-set", nargs="+", action="extend", default=[], help=argparse.SUPPRESS)
     p.add_argument("--samples", type=int, default=2, help="test samples in qualitative.png (default 2)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: half the cores, fewer when busy)")
@@ -73,9 +84,24 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def main() -> int:
-    args = build_parser().parse_args()
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict, dict]:
+    """The options (``args.inputs`` a list), the mmseg config overrides and the fuser settings."""
+    args = build_parser().parse_intermixed_args(argv)
     setup_script_logging(args.verbose)
+    args.inputs, listed = split_list_overrides(args.inputs)  # `--inputs ir,vis fuser.device=cuda`
+    plain, tokens = script_positionals([args.data_root, *args.overrides], max_plain=1, plain_name="dataset root")
+    args.data_root = plain[0] if plain else None
+    opts = parse_overrides([*legacy_overrides(args.cfg_options, option="--cfg-options"),
+                            *legacy_overrides(args.fuser_options, option="--fuser-options", section="fuser"),
+                            *listed, *tokens])
+    fuser_settings = pop_section(opts, "fuser")
+    if args.config is not None and not os.path.exists(args.config):  # a shipped config name, from any folder
+        args.config = str(resolve_config(args.config))
+    return args, opts, fuser_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, cfg_options, fuser_settings = parse_args(argv)
     if not args.verbose:  # deprecation notices of the pinned mmseg/mmengine/torch, not actionable by a user
         warnings.filterwarnings("ignore", category=UserWarning, module=r"(mmseg|mmengine|torch)(\.|$)")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -88,8 +114,8 @@ def main() -> int:
         data_root=args.data_root, inputs=args.inputs, config=args.config, out=args.out,
         seg_checkpoint=args.seg_checkpoint, iters=args.iters, batch_size=args.batch_size,
         eval_batch_size=args.eval_batch_size, seed=args.seed, deterministic=args.deterministic, device=args.device,
-        launcher=args.launcher, cfg_options=parse_overrides(args.cfg_options),
-        fuser_settings=parse_overrides(args.fuser_options), num_samples=args.samples, threads=args.threads,
+        launcher=args.launcher, cfg_options=cfg_options,
+        fuser_settings=fuser_settings, num_samples=args.samples, threads=args.threads,
         synthetic_n=args.synthetic_n, synthetic_height=height, synthetic_width=width,
         progress=not args.no_progress, quiet=not args.verbose,
     )
@@ -106,6 +132,11 @@ def main() -> int:
         print(f"qualitative: {report.grid_path}")
     print(f"runs:        {report.out_dir / 'runs'}  ({report.seconds:.0f} s)")
     return 0
+
+
+def cli() -> None:
+    """The console command ``tcmoa-seg-eval``."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

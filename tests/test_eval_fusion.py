@@ -172,3 +172,17 @@ def test_bad_result_file_is_skipped_not_fatal(dataset: Path):
     res = run_evaluation(cfg)
     assert res.failed == ["m1/c"] and res.scored == 2
     assert [r["image"] for r in _rows(res.csv_path)] == ["a_1", "b_2"]
+
+
+def test_fuser_settings_reach_the_on_the_fly_fusers(dataset: Path):
+    runs = {}
+    for levels in (1, 4):
+        out = dataset / f"lap{levels}"
+        run_evaluation(EvalConfig(ir_dir=dataset / "ir", vis_dir=dataset / "vis", out_dir=out, metrics=["EN"],
+                                  methods=["laplacian"], fuser_settings={"levels": levels}, save_fused=True,
+                                  plots=False))
+        runs[levels] = read_image(out / "fused" / "laplacian" / "b_2.png", "unchanged")
+    assert runs[1].shape == runs[4].shape and not np.array_equal(runs[1], runs[4])
+    with pytest.raises(ConfigError, match="unknown setting"):
+        run_evaluation(EvalConfig(ir_dir=dataset / "ir", vis_dir=dataset / "vis", out_dir=dataset / "bad",
+                                  methods=["laplacian"], fuser_settings={"nope": 1}, plots=False))

@@ -138,7 +138,7 @@ def test_skip_existing_refuses_outputs_of_another_method(tmp_path):
     out = tmp_path / "out"
     first = FuserSpec.parse("maximum")
     summary = fuse_pairs(pairs, first.build(), FuseOptions(out_dir=out, progress=False), spec=first)
-    assert summary["cache_key"] == first.cache_key()
+    assert summary["cache_key"] == first.cache_key(compat="default")
     assert json.loads((out / SUMMARY_NAME).read_text())["spec"]["spec"] == "maximum"
     again = fuse_pairs(pairs, first.build(), FuseOptions(out_dir=out, skip_existing=True, progress=False), spec=first)
     assert again["written"] == 0 and again["skipped_existing"] == 2

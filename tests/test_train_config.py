@@ -9,8 +9,13 @@ from fusion.training.config import DEFAULTS, load_config, merge_config
 from fusion.utils.cli import parse_overrides
 
 
-def test_documented_defaults_file_equals_library_defaults(repo_root):
-    assert load_config(repo_root / "configs" / "fusion" / "defaults.py") == DEFAULTS
+def test_defaults_are_the_shipped_defaults_file(repo_root):
+    from fusion.utils.config import config_path, read_config_file
+
+    shipped = config_path("fusion/defaults.py")
+    assert shipped.samefile(repo_root / "configs" / "fusion" / "defaults.py")  # editable install: this checkout's
+    assert DEFAULTS == read_config_file(shipped) and load_config(None) == DEFAULTS
+    assert load_config("configs/fusion/tcmoa_base.py")["model"]["name"] == "tcmoa_base"  # a shipped name
 
 
 @pytest.mark.parametrize("name", ["tcmoa_base.py", "tcmoa_large.py", "tcmoa_tiny_cpu.py"])

@@ -1,6 +1,6 @@
 # Every option of end-to-end finetuning (pipelines/finetune_e2e.py) with its default value. Other configs name this
-# file (or another) as `_base_` and override keys; an unknown key is an error. This file must equal
-# downstream.e2e.config.DEFAULTS (a test checks it).
+# file (or another) as `_base_` and override keys; an unknown key is an error. This file is the defaults:
+# downstream.e2e.config.DEFAULTS is read from it (there is no other copy).
 cfg = {
     "model": {
         "name": "tcmoa_tiny",  # TC-MoA variant to finetune
@@ -13,7 +13,8 @@ cfg = {
         "skip_identity_blocks": True,  # skip frozen blocks that are exact identities (codec init): same result
     },
     "segmenter": {
-        "config": "configs/seg/fcn_r18-slim_mfnet-synthetic.py",  # mmseg config: model, dataset type, splits
+        # mmseg config (model, dataset type, splits): a path, or a shipped config name (configs/seg/...) from any folder
+        "config": "configs/seg/fcn_r18-slim_mfnet-synthetic.py",
         "checkpoint": None,  # segmenter weights to start from (mmengine checkpoint or state dict)
         "cfg_options": {},  # mmseg config overrides (free-form, dotted or nested)
         "sync_bn": False,  # convert BatchNorm to SyncBatchNorm under torchrun

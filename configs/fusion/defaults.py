@@ -2,8 +2,8 @@
 
 Config files are Python files defining ``cfg`` (a plain dict) or YAML files. A file may start from another one
 with ``_base_ = "defaults.py"`` (a path relative to itself) and set only what differs; unknown keys are errors.
-Any value can be changed on the command line: ``--cfg-options train.lr=1e-4 data.tasks.vif.batch_size=2``.
-This file must stay equal to ``fusion.training.config.DEFAULTS`` (tests/test_train_config.py checks it).
+Any value can be changed on the command line: ``tcmoa-train CONFIG train.lr=1e-4 data.tasks.vif.batch_size=2``.
+This file is the defaults: ``fusion.training.config.DEFAULTS`` is read from it (there is no other copy).
 """
 
 cfg = dict(

@@ -1,7 +1,7 @@
 """The shipped ``fusion/weights/tcmoa_tiny.safetensors``: tcmoa_tiny on the real samples in ../shared/data, on a CPU.
 
 No MAE exists at tiny width and a ViT trained from scratch on ~55 pairs in minutes only blurs, so the model starts
-from the analytic codec initialisation (``model.init="codec"``, fusion/training/init.py): a frozen backbone that
+from the analytic codec initialisation (``model.init="codec"``, fusion/training/codec_init.py): a frozen backbone that
 carries 8x8-block codes, TC-MoA modules that already fuse (weighted base + both sources' details; the vif router
 prefers the brighter block). Training with the official losses (current preset) then tunes what TC-MoA trains:
 routers, experts (prompts), fusion convolutions, alphas, modal shifts. The loss warm-up phase is skipped (its

@@ -1,8 +1,9 @@
 """Training schedules for the detector: ultralytics-style YAML files of train arguments plus ``model``.
 
 A schedule is a flat dict of ultralytics ``train()`` arguments (the keys of ``ultralytics/cfg/default.yaml``) and
-``model`` (a model YAML such as ``yolov8n.yaml``/``yolo11s.yaml``, or a local ``.pt``). Files live in
-``configs/det/``; :func:`load_schedule` accepts a name from there or a path, then applies ``key=value`` overrides.
+``model`` (a model YAML such as ``yolov8n.yaml``/``yolo11s.yaml``, or a local ``.pt``). Files live in the shipped
+``configs/det/`` (:func:`fusion.utils.config.config_path`); :func:`load_schedule` accepts a name from there or a
+path, then applies ``key=value`` overrides.
 Keys that the pipeline itself sets (data, project, name, device, ...) are refused with a clear message.
 """
 
@@ -18,10 +19,12 @@ import yaml
 
 from fusion.errors import ConfigError
 from fusion.utils.cli import parse_overrides
+from fusion.utils.config import config_path, resolve_config
 
 __all__ = ["CONFIG_DIR", "RESERVED_KEYS", "list_schedules", "load_schedule", "ultralytics_arg_names"]
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "det"
+CONFIG_DIR = config_path("det")
+"""The shipped schedules (``configs/det``)."""
 RESERVED_KEYS = {
     "data": "the pipeline writes one dataset YAML per input",
     "project": "runs go to <out>/train",
@@ -53,6 +56,7 @@ def list_schedules() -> list[str]:
 def _resolve(name_or_path: str | os.PathLike) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
+        p = resolve_config(p)  # a path as given, else a shipped one (configs/det/x.yaml from any folder)
         if not p.is_file():
             raise ConfigError(f"{p}: schedule file not found")
         return p

@@ -3,8 +3,9 @@
 A configuration is a nested plain dict (``weights_only``-safe, stored in every checkpoint). Config files are Python
 files defining a dict ``cfg`` (optionally ``_base_``: another file, relative to this one, whose values this one
 overrides key by key) or YAML files. Every key must exist in :data:`DEFAULTS` (a misspelt key is a
-:class:`~fusion.errors.ConfigError`); ``configs/e2e/defaults.py`` documents each option and equals
-:data:`DEFAULTS` (a test checks this).
+:class:`~fusion.errors.ConfigError`). :data:`DEFAULTS` is the shipped ``configs/e2e/defaults.py`` (which documents
+each option), read through :func:`fusion.utils.config.config_path`. ``segmenter.config`` names an mmseg config file:
+a path that exists, or a shipped one (``configs/seg/<name>.py``, found from any folder, installed or not).
 
 Schedules (``schedule.mode``):
 
@@ -25,87 +26,22 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 from typing import Any
 
 from fusion.errors import ConfigError
 from fusion.tasks import TASKS
+from fusion.utils.config import config_path, load_layered_config, read_config_file, resolve_config
 from fusion.utils.config import get_dotted as _get
-from fusion.utils.config import load_layered_config
 from fusion.utils.config import merge_config as _merge
 
 __all__ = ["DEFAULTS", "MODES", "default_config", "load_config", "merge_config", "validate_config"]
 
 MODES: tuple[str, ...] = ("joint", "alternating", "frozen")
 
-DEFAULTS: dict[str, Any] = {
-    "model": {
-        "name": "tcmoa_tiny",
-        "checkpoint": None,
-        "init": "auto",
-        "overrides": {},
-        "task": "vif",
-        "router_noise": True,
-        "freeze": [],
-        "skip_identity_blocks": True,
-    },
-    "segmenter": {
-        "config": "configs/seg/fcn_r18-slim_mfnet-synthetic.py",
-        "checkpoint": None,
-        "cfg_options": {},
-        "sync_bn": False,
-    },
-    "data": {
-        "root": None,
-        "synthetic": {"n": 100, "height": 112, "width": 112, "seed": 0, "thermal_crossover": 0.0},
-        "train_split": "train",
-        "test_split": "test",
-        "crop_size": [112, 112],
-        "hflip": 0.5,
-        "batch_size": 4,
-        "num_workers": 0,
-        "eval_batch_size": 4,
-        "max_test": None,
-        "frozen_cache": True,
-    },
-    "loss": {
-        "lambda_fusion": 1.0,
-        "lambda_seg": 1.0,
-        "fusion_preset": "current",
-        "fusion_phase": "main",
-    },
-    "schedule": {
-        "mode": "joint",
-        "seg_iters": 10,
-        "fusion_iters": 10,
-        "lambda_seg_growth": 0.0,
-    },
-    "train": {
-        "iters": 1000,
-        "seg_warmup_iters": 100,
-        "warmup_iters": 20,
-        "lr_fusion": 1e-4,
-        "lr_seg": 1e-3,
-        "min_lr_ratio": 0.01,
-        "weight_decay_fusion": 0.05,
-        "weight_decay_seg": 1e-4,
-        "betas": [0.9, 0.999],
-        "amp": "none",
-        "grad_clip": None,
-        "seed": 0,
-        "deterministic": False,
-        "device": "auto",
-        "threads": None,
-    },
-    "eval": {
-        "profile": "tang",
-        "metrics": ["EN", "SD", "Qabf"],
-        "band": {"EN": 0.05, "SD": 0.15, "Qabf": [-0.10, None]},
-    },
-    "checkpoint": {"every_iters": 500, "keep_last": 2},
-    "log": {"every_iters": 10, "tensorboard": False, "csv": True, "progress": True},
-    "output_dir": "work_dirs/e2e",
-}
-"""Every option the finetuning reads; see ``configs/e2e/defaults.py`` for what each one means."""
+DEFAULTS: dict[str, Any] = read_config_file(config_path("e2e/defaults.py"))
+"""Every option the finetuning reads, with its default: the shipped ``configs/e2e/defaults.py``, which says
+what each one means."""
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "schedule.mode": MODES,
@@ -132,13 +68,18 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     """Load a config file over :data:`DEFAULTS` (following ``_base_``), apply ``overrides``, validate.
 
     Args:
-        path: ``.py`` (defines ``cfg``) or ``.yaml`` file; ``None`` gives the defaults.
+        path: ``.py`` (defines ``cfg``) or ``.yaml`` file, or a shipped config name (``configs/e2e/x.py``);
+            ``None`` gives the defaults.
         overrides: nested dict, e.g. from :func:`fusion.utils.cli.parse_overrides` (``train.iters=50``).
 
     Raises:
         ConfigError: unreadable file, unknown key, bad value, or a ``_base_`` cycle.
     """
-    return load_layered_config(path, overrides, defaults=DEFAULTS, validate=validate_config, open_keys=_OPEN_KEYS)
+    cfg = load_layered_config(path, overrides, defaults=DEFAULTS, validate=validate_config, open_keys=_OPEN_KEYS)
+    seg = cfg["segmenter"]["config"]
+    if not Path(seg).exists():  # a shipped config name: its installed path (a path given as it exists stays as is)
+        cfg["segmenter"]["config"] = str(resolve_config(seg))
+    return cfg
 
 
 def _positive_int(cfg: dict[str, Any], key: str, *, zero: bool = False, none: bool = False) -> None:

@@ -20,9 +20,10 @@ from downstream.e2e.bridge import segmentation_loss
 from fusion.errors import CheckpointError, ConfigError
 from fusion.losses import FusionLoss
 from fusion.models import TCMoA, normalize
+from fusion.utils.config import resolve_config
 from fusion.utils.logging import get_logger
 
-__all__ = ["build_fusion_model", "build_seg_model", "E2EModel", "trainable_fusion_names", "resolve_project_path",
+__all__ = ["build_fusion_model", "build_seg_model", "E2EModel", "trainable_fusion_names",
            "FUSION_INITS"]
 
 log = get_logger(__name__)
@@ -116,21 +117,11 @@ def build_seg_model(config_path: str | os.PathLike, checkpoint: str | os.PathLik
     from downstream.segmentation.engine import build_segmenter, load_config
 
     options = dict(cfg_options or {})
-    cfg = load_config(resolve_project_path(config_path), options)
+    cfg = load_config(resolve_config(config_path), options)
     if crop_size is not None and cfg.model.get("data_preprocessor") is not None:
         cfg.model.data_preprocessor["size"] = tuple(int(c) for c in crop_size)
     seg = build_segmenter(cfg, checkpoint, device=device)
     return seg.train(), cfg
-
-
-def resolve_project_path(path: str | os.PathLike) -> Path:
-    """``path`` as given when it exists (or is absolute), else relative to the project root (so that
-    ``configs/seg/...`` works from any working folder)."""
-    p = Path(path)
-    if p.exists() or p.is_absolute():
-        return p
-    candidate = Path(__file__).resolve().parents[2] / p
-    return candidate if candidate.exists() else p
 
 
 def trainable_fusion_names(model: TCMoA) -> list[str]:

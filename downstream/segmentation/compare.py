@@ -64,6 +64,7 @@ from fusion.fusers import list_fusers
 from fusion.fusers.spec import FuserSpec
 from fusion.runners.cache import FusedImageCache
 from fusion.runners.dist import DistContext
+from fusion.utils.config import config_path
 from fusion.utils.device import resolve_device
 from fusion.utils.fingerprint import digest, file_identity
 from fusion.utils.io import atomic_write_text, is_within, write_image
@@ -86,7 +87,7 @@ __all__ = [
 
 log = get_logger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "seg"
+CONFIG_DIR = config_path("seg")  # the shipped mmseg configs (configs/seg)
 DEFAULT_BASELINES: tuple[str, ...] = ("average", "maximum")
 """Classical fusers compared by default (registered in :mod:`fusion.fusers.baselines`)."""
 SHIPPED_TCMOA = ("tcmoa_tiny", SHIPPED_WEIGHTS["tcmoa_tiny"])
@@ -157,8 +158,8 @@ def default_config(dataset: str | None) -> Path:
     name = _SYNTHETIC_CONFIG if dataset is None else _DEFAULT_CONFIGS[dataset]
     path = CONFIG_DIR / name
     if not path.is_file():
-        raise ConfigError(f"{path}: default segmentation config not found (run from a source checkout, or pass "
-                          "--config)")
+        raise ConfigError(f"{path}: default segmentation config not found (the installed package lacks its "
+                          "configs; reinstall it, or pass --config)")
     return path
 
 
@@ -276,20 +277,31 @@ def _grid_rows(cfg_by_label: dict[str, Config], rows: Sequence[ResultRow], run_d
     return out
 
 
+@dataclass
+class _SegPlan:
+    """What every input of one comparison shares: data, config, splits, and the test images kept as pictures."""
+
+    data_root: Path
+    dataset_kind: str | None
+    cfg_path: Path
+    base_cfg: Config
+    training: bool
+    splits: list[dict]
+    names: list[str]
+    palette: Any
+    eval_bs: int
+
+
 def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
-    """Run the comparison described in the module docs. Returns None on non-zero ranks of a distributed run."""
+    """Run the comparison described in the module docs. Returns None on non-zero ranks of a distributed run.
+
+    Steps: join the launch; resolve the inputs; prepare the data and the config (:class:`_SegPlan`); per input,
+    fuse (through the fused-image cache), train or take the given segmenter, evaluate (:func:`_run_input`);
+    write the tables and pictures.
+    """
     t_start, c_start = time.perf_counter(), time.process_time()
     s = settings
-    if s.launcher not in ("none", "pytorch", "slurm", "mpi"):
-        raise ConfigError(f"launcher={s.launcher!r}: expected none, pytorch, slurm or mpi")
-    if s.launcher != "none" and not is_distributed():
-        if torch.cuda.is_available():
-            init_dist(s.launcher, backend="nccl")
-        elif s.launcher == "pytorch":
-            # mmengine's init_dist always calls torch.cuda.set_device; on CPU-only machines join with gloo.
-            DistContext.from_env().init(backend="gloo")
-        else:
-            raise ConfigError(f"launcher={s.launcher!r} needs CUDA here; on CPU use --launcher pytorch (torchrun)")
+    _join_launch(s.launcher)
     rank = get_rank()
     threads = choose_threads(s.threads)
     torch.set_num_threads(threads)
@@ -297,7 +309,57 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
     out = Path(s.out)
     if s.data_root and is_within(out, s.data_root):
         raise ConfigError(f"--out {out} lies inside the dataset folder {s.data_root}; choose another folder")
+    specs, skipped = _resolve_inputs(s)
+    plan = _plan(s, out, rank)
+    log.info("dataset %s (%s), config %s, %d inputs: %s, %d torch threads, out %s", plan.data_root,
+             plan.dataset_kind or "synthetic mfnet", plan.cfg_path, len(specs), ", ".join(x.label for x in specs),
+             threads, out)
 
+    rows: list[ResultRow] = []
+    cfg_by_label: dict[str, Config] = {}
+    run_dirs: dict[str, Path] = {}
+    for k, spec in enumerate(specs, 1):
+        cfg, run_dir, row = _run_input(s, plan, spec, f"[{k}/{len(specs)}]", out, device, rank)
+        cfg_by_label[spec.label], run_dirs[spec.label] = cfg, run_dir
+        if row is not None:
+            rows.append(row)
+    if rank != 0:
+        return None
+    title = f"{plan.dataset_kind or 'synthetic MFNet-layout scenes'}: {plan.cfg_path.stem}" + \
+        ("" if plan.training else f", checkpoint {Path(s.seg_checkpoint).name}")
+    csv_path, md_path = write_tables(rows, out, title=title)
+    chart_path = write_bar_chart(rows, out / "results.png", title=title)
+    grid_path = None
+    if plan.names:
+        grid = _grid_rows(cfg_by_label, rows, run_dirs, plan.names, plan.palette)
+        grid_path = qualitative_grid(grid, out / "qualitative.png")
+    summary = {"inputs": [r.label for r in rows], "config": str(plan.cfg_path), "data_root": str(plan.data_root),
+               "skipped": skipped, "threads": threads, "seconds": round(time.perf_counter() - t_start, 1),
+               "cpu_seconds": round(time.process_time() - c_start, 1),
+               "runs": {k: str(v) for k, v in run_dirs.items()}}
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=1) + "\n")
+    return SegEvalReport(rows=rows, out_dir=out, csv_path=csv_path, md_path=md_path, chart_path=chart_path,
+                         grid_path=grid_path, markdown=results_markdown(rows, title=title), skipped=skipped,
+                         seconds=time.perf_counter() - t_start)
+
+
+def _join_launch(launcher: str) -> None:
+    """Join the process group of a ``torchrun``/slurm/mpi launch (mmengine's, or gloo on a CPU-only machine)."""
+    if launcher not in ("none", "pytorch", "slurm", "mpi"):
+        raise ConfigError(f"launcher={launcher!r}: expected none, pytorch, slurm or mpi")
+    if launcher == "none" or is_distributed():
+        return
+    if torch.cuda.is_available():
+        init_dist(launcher, backend="nccl")
+    elif launcher == "pytorch":
+        # mmengine's init_dist always calls torch.cuda.set_device; on CPU-only machines join with gloo.
+        DistContext.from_env().init(backend="gloo")
+    else:
+        raise ConfigError(f"launcher={launcher!r} needs CUDA here; on CPU use --launcher pytorch (torchrun)")
+
+
+def _resolve_inputs(s: SegEvalSettings) -> tuple[list[InputSpec], list[str]]:
+    """The inputs to compare (given, or the defaults with notes on those skipped), checked before any work."""
     skipped: list[str] = []
     if s.inputs:
         specs = parse_inputs(s.inputs)
@@ -306,15 +368,17 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
         specs = parse_inputs(names)
         for note in skipped:
             log.info(note)
-
     _check_fusers(specs)
     if s.seg_checkpoint is None and s.iters is not None and s.iters < 1:
         raise ConfigError(f"--iters must be >= 1, got {s.iters}")
     for spec in specs:
         if spec.kind == "folder" and not Path(spec.source).is_dir():
             raise ConfigError(f"--inputs {spec.label}: folder {spec.source} not found")
+    return specs, skipped
 
-    # Data.
+
+def _plan(s: SegEvalSettings, out: Path, rank: int) -> _SegPlan:
+    """Data (synthetic scenes rendered once, or the given root), the config, its splits, all checked."""
     if s.data_root is None:
         data_root = out / "data" / f"mfnet_synthetic_{s.synthetic_n}_{s.synthetic_height}x{s.synthetic_width}" \
                                    f"_s{s.synthetic_seed}"
@@ -327,7 +391,6 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
     else:
         data_root = Path(s.data_root)
         dataset_kind = detect_dataset(data_root)
-
     cfg_path = Path(s.config) if s.config else default_config(dataset_kind)
     base_cfg = load_config(cfg_path, s.cfg_options)
     set_data_root(base_cfg, data_root)
@@ -346,107 +409,82 @@ def run_seg_eval(settings: SegEvalSettings) -> SegEvalReport | None:
         for ds in splits:
             _check_split(ds, base_cfg, progress=s.progress)
     test_ds_cfg = base_cfg.test_dataloader.dataset
-    names = _sample_names(test_ds_cfg, s.num_samples)
     with DefaultScope.overwrite_default_scope("mmseg"):
         metainfo = DATASETS.get(test_ds_cfg["type"]).METAINFO
-    eval_bs = s.eval_batch_size or int(base_cfg.test_dataloader.get("batch_size", 1))
-    log.info("dataset %s (%s), config %s, %d inputs: %s, %d torch threads, out %s", data_root,
-             dataset_kind or "synthetic mfnet", cfg_path, len(specs), ", ".join(x.label for x in specs), threads, out)
+    return _SegPlan(data_root=Path(data_root), dataset_kind=dataset_kind, cfg_path=cfg_path, base_cfg=base_cfg,
+                    training=training, splits=splits, names=_sample_names(test_ds_cfg, s.num_samples),
+                    palette=metainfo["palette"],
+                    eval_bs=s.eval_batch_size or int(base_cfg.test_dataloader.get("batch_size", 1)))
 
-    rows: list[ResultRow] = []
-    cfg_by_label: dict[str, Config] = {}
-    run_dirs: dict[str, Path] = {}
-    caches: dict[str, FusedImageCache] = {}
-    for k, spec in enumerate(specs, 1):
-        cfg = copy.deepcopy(base_cfg)
-        fused_dir = None
-        if spec.kind == "fuser":
-            # the key holds the settings and the weights' identity: retrained weights are fused again
-            cache = FusedImageCache(out / "fused", FuserSpec.parse(spec.source, s.fuser_settings),
-                                    context={"root": str(Path(data_root).resolve())})
-            caches[spec.label] = cache
-            fused_dir = cache.folder
-        elif spec.kind == "folder":
-            fused_dir = Path(spec.source)
-        set_input(cfg, spec.modality, fused_dir=fused_dir)
-        cfg_by_label[spec.label] = cfg
-        sig = digest({"cfg": cfg.to_dict(), "seed": s.seed, "iters": s.iters, "batch": s.batch_size,
-                     "deterministic": s.deterministic, "seg_checkpoint": file_identity(s.seg_checkpoint),
-                     "folder": file_identity(spec.source) if spec.kind == "folder" else None})
-        run_dir = out / "runs" / f"{spec.label}-{sig}"
-        run_dirs[spec.label] = run_dir
-        result_path = run_dir / "result.json"
-        if result_path.is_file() and all((run_dir / "pred" / f"{n}.png").is_file() for n in names):
-            if rank != 0:
-                continue
-            d = json.loads(result_path.read_text(encoding="utf-8"))
-            rows.append(ResultRow(spec.label, spec.describe(), _scores_from_json(d)))
-            log.info("[%d/%d] %s: done before (%s), mIoU %.2f", k, len(specs), spec.label, run_dir,
-                     100 * rows[-1].scores.miou)
-            continue
-        log.info("[%d/%d] %s (%s)", k, len(specs), spec.label, spec.describe())
-        t0, c0 = time.perf_counter(), time.process_time()
-        if spec.kind == "fuser":
-            if rank == 0:
-                for ds in splits:
-                    fuse_split(ds, ds["split"], caches[spec.label], runtime={"device": str(device)},
-                               progress=s.progress)
-            if is_distributed():
-                barrier()
-        elif spec.kind == "folder":
-            for ds in splits:
-                _check_folder(fused_dir, ds)
-        t_fuse, c_fuse = time.perf_counter() - t0, time.process_time() - c0
-        t0, c0 = time.perf_counter(), time.process_time()
-        if training:
-            tcfg = prepare_training(cfg, run_dir / "train", seed=s.seed, max_iters=s.iters, batch_size=s.batch_size,
-                                    launcher=s.launcher, deterministic=s.deterministic, progress=s.progress,
-                                    quiet=s.quiet, name=spec.label)
-            checkpoint = train_segmenter(tcfg)
-        else:
-            checkpoint = Path(s.seg_checkpoint)
-        t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
+
+def _run_input(s: SegEvalSettings, plan: _SegPlan, spec: InputSpec, step: str, out: Path, device: torch.device,
+               rank: int) -> tuple[Config, Path, ResultRow | None]:
+    """One input: its config and run folder (named by a hash of everything that decides the result); a finished
+    run is reused, else fuse, train (or take ``--seg-checkpoint``) and evaluate. The row is ``None`` off rank 0."""
+    cfg = copy.deepcopy(plan.base_cfg)
+    cache, fused_dir = None, None
+    if spec.kind == "fuser":
+        # the key holds the settings and the weights' identity: retrained weights are fused again
+        cache = FusedImageCache(out / "fused", FuserSpec.parse(spec.source, s.fuser_settings),
+                                context={"root": str(plan.data_root.resolve())})
+        fused_dir = cache.folder
+    elif spec.kind == "folder":
+        fused_dir = Path(spec.source)
+    set_input(cfg, spec.modality, fused_dir=fused_dir)
+    sig = digest({"cfg": cfg.to_dict(), "seed": s.seed, "iters": s.iters, "batch": s.batch_size,
+                  "deterministic": s.deterministic, "seg_checkpoint": file_identity(s.seg_checkpoint),
+                  "folder": file_identity(spec.source) if spec.kind == "folder" else None})
+    run_dir = out / "runs" / f"{spec.label}-{sig}"
+    result_path = run_dir / "result.json"
+    if result_path.is_file() and all((run_dir / "pred" / f"{n}.png").is_file() for n in plan.names):
         if rank != 0:
-            continue
-        model = build_segmenter(cfg, checkpoint, device)
-        res = evaluate_segmenter(model, cfg.test_dataloader.dataset, batch_size=eval_bs, keep=names,
-                                 progress=s.progress, desc=f"test {spec.label}")
-        del model
-        for name, pred in res.predictions.items():
-            write_image(run_dir / "pred" / f"{name}.png", pred)
-        record = {
-            "input": spec.label, "kind": spec.kind, "source": spec.source, "config": str(cfg_path),
-            "checkpoint": str(checkpoint), "data_root": str(data_root), "seed": s.seed,
-            "iters": (s.iters or int(cfg.train_cfg.max_iters)) if training else None,
-            "classes": list(res.scores.classes), "confusion": res.confusion.tolist(),
-            "metrics": res.metrics, "scores": asdict(res.scores),
-            "seconds": {"fuse": round(t_fuse, 2), "train": round(t_train, 2), "eval": round(res.seconds, 2)},
-            "cpu_seconds": {"fuse": round(c_fuse, 2), "train": round(c_train, 2)},
-        }
-        atomic_write_text(result_path, json.dumps(record, indent=1, default=float) + "\n")
-        rows.append(ResultRow(spec.label, spec.describe(), res.scores))
-        log.info("[%d/%d] %s: mIoU %.2f (present %.2f), mAcc %.2f; fuse %.0f s, train %.0f s, eval %.0f s",
-                 k, len(specs), spec.label, 100 * res.scores.miou, 100 * res.scores.miou_present,
-                 100 * res.scores.macc, t_fuse, t_train, res.seconds)
-
+            return cfg, run_dir, None
+        row = ResultRow(spec.label, spec.describe(), _scores_from_json(json.loads(result_path.read_text("utf-8"))))
+        log.info("%s %s: done before (%s), mIoU %.2f", step, spec.label, run_dir, 100 * row.scores.miou)
+        return cfg, run_dir, row
+    log.info("%s %s (%s)", step, spec.label, spec.describe())
+    t0, c0 = time.perf_counter(), time.process_time()
+    if cache is not None:
+        if rank == 0:
+            for ds in plan.splits:
+                fuse_split(ds, ds["split"], cache, runtime={"device": str(device)}, progress=s.progress)
+        if is_distributed():
+            barrier()
+    elif spec.kind == "folder":
+        for ds in plan.splits:
+            _check_folder(fused_dir, ds)
+    t_fuse, c_fuse = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
+    if plan.training:
+        tcfg = prepare_training(cfg, run_dir / "train", seed=s.seed, max_iters=s.iters, batch_size=s.batch_size,
+                                launcher=s.launcher, deterministic=s.deterministic, progress=s.progress,
+                                quiet=s.quiet, name=spec.label)
+        checkpoint = train_segmenter(tcfg)
+    else:
+        checkpoint = Path(s.seg_checkpoint)
+    t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     if rank != 0:
-        return None
-    title = f"{dataset_kind or 'synthetic MFNet-layout scenes'}: {cfg_path.stem}" + \
-        ("" if training else f", checkpoint {Path(s.seg_checkpoint).name}")
-    csv_path, md_path = write_tables(rows, out, title=title)
-    chart_path = write_bar_chart(rows, out / "results.png", title=title)
-    grid_path = None
-    if names:
-        grid = _grid_rows(cfg_by_label, rows, run_dirs, names, metainfo["palette"])
-        grid_path = qualitative_grid(grid, out / "qualitative.png")
-    summary = {"inputs": [r.label for r in rows], "config": str(cfg_path), "data_root": str(data_root),
-               "skipped": skipped, "threads": threads, "seconds": round(time.perf_counter() - t_start, 1),
-               "cpu_seconds": round(time.process_time() - c_start, 1),
-               "runs": {k: str(v) for k, v in run_dirs.items()}}
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=1) + "\n")
-    return SegEvalReport(rows=rows, out_dir=out, csv_path=csv_path, md_path=md_path, chart_path=chart_path,
-                         grid_path=grid_path, markdown=results_markdown(rows, title=title), skipped=skipped,
-                         seconds=time.perf_counter() - t_start)
+        return cfg, run_dir, None
+    model = build_segmenter(cfg, checkpoint, device)
+    res = evaluate_segmenter(model, cfg.test_dataloader.dataset, batch_size=plan.eval_bs, keep=plan.names,
+                             progress=s.progress, desc=f"test {spec.label}")
+    del model
+    for name, pred in res.predictions.items():
+        write_image(run_dir / "pred" / f"{name}.png", pred)
+    record = {
+        "input": spec.label, "kind": spec.kind, "source": spec.source, "config": str(plan.cfg_path),
+        "checkpoint": str(checkpoint), "data_root": str(plan.data_root), "seed": s.seed,
+        "iters": (s.iters or int(cfg.train_cfg.max_iters)) if plan.training else None,
+        "classes": list(res.scores.classes), "confusion": res.confusion.tolist(),
+        "metrics": res.metrics, "scores": asdict(res.scores),
+        "seconds": {"fuse": round(t_fuse, 2), "train": round(t_train, 2), "eval": round(res.seconds, 2)},
+        "cpu_seconds": {"fuse": round(c_fuse, 2), "train": round(c_train, 2)},
+    }
+    atomic_write_text(result_path, json.dumps(record, indent=1, default=float) + "\n")
+    log.info("%s %s: mIoU %.2f (present %.2f), mAcc %.2f; fuse %.0f s, train %.0f s, eval %.0f s",
+             step, spec.label, 100 * res.scores.miou, 100 * res.scores.miou_present,
+             100 * res.scores.macc, t_fuse, t_train, res.seconds)
+    return cfg, run_dir, ResultRow(spec.label, spec.describe(), res.scores)
 
 
 def _check_fusers(specs: Sequence[InputSpec]) -> None:

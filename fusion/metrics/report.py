@@ -279,6 +279,7 @@ class EvalConfig:
     metrics: list[str] | None = None
     task: str = "vif"
     device: str = "cpu"
+    fuser_settings: dict[str, Any] = field(default_factory=dict)
     save_fused: bool = False
     plots: bool = True
     flush_every: int = 20
@@ -323,7 +324,8 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
     skipped = len(rows)
     log.info("%d (method, image) pairs to score, %d already in %s", len(jobs), skipped, csv_path)
 
-    fusers = {n: FuserSpec.parse(n).build(device=cfg.device) for n in fuser_names}  # device: where declared
+    # settings go to every on-the-fly fuser; device only to those that declare it
+    fusers = {n: FuserSpec.parse(n, cfg.fuser_settings).build(device=cfg.device) for n in fuser_names}
     it: Iterable = jobs if progress is None else progress(jobs, len(jobs), f"scoring ({profile.name})")
     pending = 0
     failed: list[str] = []

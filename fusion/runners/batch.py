@@ -248,18 +248,18 @@ def _write_contact_sheet(options: FuseOptions, outputs: Sequence[Path]) -> Path 
     return write_image(options.out_dir / GRID_DIR / CONTACT_SHEET, contact_sheet(rows))
 
 
-def _check_same_method(options: FuseOptions, spec: FuserSpec | None) -> None:
-    """With ``skip_existing``, the kept outputs must come from the same method, settings and weights."""
+def _check_same_method(options: FuseOptions, key: str | None) -> None:
+    """With ``skip_existing``, the kept outputs must come from the same method, settings and weights (``key``)."""
     summary = options.out_dir / SUMMARY_NAME
-    if spec is None or not options.skip_existing or not summary.is_file():
+    if key is None or not options.skip_existing or not summary.is_file():
         return
     try:
         old = json.loads(summary.read_text(encoding="utf-8")).get("cache_key")
     except (OSError, ValueError, AttributeError):
         return
-    if old is not None and old != spec.cache_key():
+    if old is not None and old != key:
         raise InputError(f"{summary}: the kept outputs were made by another method, setting or checkpoint "
-                         f"(key {old}, now {spec.cache_key()} for {spec}); use another --out or --overwrite")
+                         f"(key {old}, now {key}); use another --out or --overwrite")
 
 
 def fuse_pairs(
@@ -272,6 +272,7 @@ def fuse_pairs(
     meta: dict[str, Any] | None = None,
     ctx: DistContext | None = None,
     spec: FuserSpec | None = None,
+    key_context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fuse ``pairs`` with ``fuser`` into ``options.out_dir`` (see the module doc for the order of work).
 
@@ -284,6 +285,7 @@ def fuse_pairs(
         meta: extra fields for the summary (source, layout, ...).
         spec: the method as parsed (its :meth:`~FuserSpec.cache_key` goes into the summary; ``skip_existing``
             refuses a folder whose summary names another key, so outputs of two methods are never mixed).
+        key_context: what else decides the pixels (colour mode ...); with ``options.compat`` part of the key.
         ctx: distributed context; one process when ``None``.
 
     Returns:
@@ -297,7 +299,8 @@ def fuse_pairs(
         raise InputError("no pairs to fuse")
     start = time.perf_counter()
     show = options.progress and ctx.rank == 0
-    outputs, todo, mine, decoded = _plan_and_check(pairs, fuser, options, task, input_roots, ctx, spec, show)
+    key = spec.cache_key(compat=options.compat, **(key_context or {})) if spec is not None else None
+    outputs, todo, mine, decoded = _plan_and_check(pairs, fuser, options, task, input_roots, ctx, key, show)
     written = _fuse_and_write(pairs, fuser, options, task, outputs, mine, decoded, show)
     part = {"rank": ctx.rank, "written": written, "seconds": round(time.perf_counter() - start, 3)}
     ctx.barrier()
@@ -306,7 +309,7 @@ def fuse_pairs(
         return part
     summary: dict[str, Any] = {
         **(meta or {}),
-        **({"spec": spec.record(), "cache_key": spec.cache_key()} if spec is not None else {}),
+        **({"spec": spec.record(), "cache_key": key} if spec is not None else {}),
         "method": fuser.name,
         "settings": fuser.settings(),
         "task": task or ",".join(sorted({p.task for p in pairs})),
@@ -331,7 +334,7 @@ def fuse_pairs(
 
 def _plan_and_check(
     pairs: Sequence[Pair], fuser: Fuser, options: FuseOptions, task: str | None, input_roots: Sequence[str | Path],
-    ctx: DistContext, spec: FuserSpec | None, show: bool,
+    ctx: DistContext, key: str | None, show: bool,
 ) -> tuple[list[Path], list[bool], list[int], dict[int, tuple[np.ndarray, np.ndarray]]]:
     """Steps 1-2 of the module doc on every process; all processes agree before anything is written.
 
@@ -345,7 +348,7 @@ def _plan_and_check(
     mine: list[int] = []
     decoded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     try:
-        _check_same_method(options, spec)
+        _check_same_method(options, key)
         outputs, todo = plan_outputs(pairs, options, input_roots)
         mine = ctx.shard([i for i, t in enumerate(todo) if t])
         local = check_inputs([pairs[i] for i in mine], fuser, resize=options.resize, workers=options.check_workers,

@@ -6,18 +6,28 @@
   section ``fuser.<setting>=<value>``. :func:`split_overrides` separates them from plain positionals,
   :func:`parse_overrides` reads them into a nested dict, :func:`pop_section` takes the ``fuser`` part out.
 * Lists are comma-separated everywhere (``--inputs ir,vis,gff``); :func:`comma_list` also accepts them space-separated.
+  In list options that take several words (``--inputs ir vis``), a word with a dotted key (``fuser.device=cuda``) is
+  an override, not an item (:func:`split_list_overrides`).
+* A script reads its positionals with :func:`script_positionals` (its plain arguments and its ``key=value``
+  overrides); old spellings stay as hidden aliases that log one line through :func:`deprecated` and become
+  overrides through :func:`legacy_overrides`.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from fusion.errors import ConfigError, FusionError
+from fusion.utils.logging import get_logger
 
-__all__ = ["run_cli", "parse_overrides", "apply_overrides", "split_overrides", "pop_section", "comma_list"]
+__all__ = ["run_cli", "parse_overrides", "apply_overrides", "split_overrides", "pop_section", "comma_list",
+           "script_positionals", "split_list_overrides", "deprecated", "legacy_overrides"]
+
+log = get_logger(__name__)
 
 
 def run_cli(main: Callable[[], int | None]) -> None:
@@ -116,3 +126,62 @@ def comma_list(values: str | Iterable[str] | None) -> list[str]:
         return []
     items = [values] if isinstance(values, str) else list(values)
     return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def _is_override(token: str, *, dotted: bool = False) -> bool:
+    if "=" not in token:
+        return False
+    parts = token.split("=", 1)[0].split(".")
+    return all(part.isidentifier() for part in parts) and (len(parts) > 1 or not dotted)
+
+
+def script_positionals(tokens: Iterable[str | None], *, max_plain: int, plain_name: str) -> tuple[list[str], list[str]]:
+    """``(plain, overrides)`` of a script's positional words (``None`` entries, from ``nargs="?"``, are dropped).
+
+    Like :func:`split_overrides`, except that a word naming an existing file or folder is always plain. More than
+    ``max_plain`` plain words is a :class:`ConfigError` (``plain_name`` says what a plain word is).
+    """
+    plain: list[str] = []
+    overrides: list[str] = []
+    for tok in tokens:
+        if tok is None:
+            continue
+        if _is_override(tok) and not os.path.exists(tok):
+            overrides.append(tok)
+        else:
+            plain.append(tok)
+    if len(plain) > max_plain:
+        extra = plain[max_plain]
+        expected = f"at most {max_plain} {plain_name}" if max_plain else f"no {plain_name}"
+        raise ConfigError(f"unexpected argument {extra!r}: expected {expected}, then key=value overrides")
+    return plain, overrides
+
+
+def split_list_overrides(values: Iterable[str] | None) -> tuple[list[str], list[str]]:
+    """``(items, overrides)`` of a list option that takes several words: ``--inputs ir vis fuser.device=cuda`` gives
+    ``(["ir", "vis"], ["fuser.device=cuda"])``. Only words with a dotted key count as overrides (``LABEL=INPUT``
+    items stay items); the items are then split at commas by :func:`comma_list`."""
+    items: list[str] = []
+    overrides: list[str] = []
+    for value in values or ():
+        (overrides if _is_override(value, dotted=True) else items).append(value)
+    return comma_list(items), overrides
+
+
+def deprecated(old: str, new: str) -> None:
+    """Log one line: the spelling ``old`` still works but ``new`` is the one to use."""
+    log.warning("%s is deprecated; use %s", old, new)
+
+
+def legacy_overrides(items: Iterable[str] | None, *, option: str, section: str | None = None) -> list[str]:
+    """The ``KEY=VALUE`` values of a deprecated option (``--set``, ``--cfg-options``...) as override tokens of the
+    one grammar (``section.KEY=VALUE`` with a ``section``), with one deprecation line when there are any."""
+    items = list(items or ())
+    if not items:
+        return []
+    for item in items:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"{option} {item!r}: expected KEY=VALUE")
+    prefix = f"{section}." if section else ""
+    deprecated(f"{option} KEY=VALUE", f"positional {prefix}KEY=VALUE (e.g. {prefix}{items[0].strip()})")
+    return [f"{prefix}{item.strip()}" for item in items]

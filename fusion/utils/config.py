@@ -5,20 +5,86 @@ A configuration is a nested plain dict over a set of defaults. Config files are 
 (relative to itself) whose values it overrides key by key, recursively. Every key must exist in the defaults, except
 below the *open* sections (free-form dicts such as model overrides), so a misspelt key is a
 :class:`~fusion.errors.ConfigError` rather than a silently ignored option.
+
+The configs shipped with the project (the ``configs/`` folder of the source tree) are installed as the package
+``tcmoa_configs``; :func:`config_path` is the one way library code finds them (from a source checkout with an
+editable install it is that checkout's ``configs/``, from a normal install the installed copy), and
+:func:`resolve_config` reads a config name a user or a config file gives: a path that exists as given, else a
+shipped config (``configs/seg/x.py`` and ``seg/x.py`` both name ``<shipped>/seg/x.py``).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fusion.errors import ConfigError
 
-__all__ = ["read_config_file", "merge_config", "load_layered_config", "get_dotted"]
+__all__ = ["CONFIG_PACKAGE", "config_path", "resolve_config", "shipped_config_root", "read_config_file",
+           "merge_config", "load_layered_config", "get_dotted"]
+
+CONFIG_PACKAGE = "tcmoa_configs"
+"""The package that holds the shipped configs (``configs/`` of the source tree, mapped in pyproject.toml)."""
+
+
+@lru_cache(maxsize=1)
+def shipped_config_root() -> Path:
+    """The folder of the shipped configs.
+
+    Raises:
+        ConfigError: the project is not installed (``pip install .`` or ``pip install -e .``).
+    """
+    spec = importlib.util.find_spec(CONFIG_PACKAGE)
+    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+    if not locations:
+        raise ConfigError(f"the shipped configs (package {CONFIG_PACKAGE!r}) are not installed: install the project "
+                          "(pip install -e . in a checkout)")
+    return Path(locations[0])
+
+
+def _shipped_name(name: str | os.PathLike) -> PurePosixPath | None:
+    rel = PurePosixPath(str(name).replace(os.sep, "/"))
+    if rel.parts[:1] == ("configs",):
+        rel = PurePosixPath(*rel.parts[1:])
+    if rel.is_absolute() or ".." in rel.parts or rel.parts[:1] == (".",):
+        return None
+    return rel
+
+
+def config_path(name: str | os.PathLike = "") -> Path:
+    """The shipped config file or folder ``name``, e.g. ``config_path("seg/fcn_r18-slim_mfnet-synthetic.py")`` or
+    ``config_path("det")`` (a leading ``configs/`` is accepted).
+
+    Raises:
+        ConfigError: no such shipped config.
+    """
+    rel = _shipped_name(name)
+    root = shipped_config_root()
+    path = root / rel if rel is not None else None
+    if path is None or not path.exists():
+        folder = root / (rel.parent if rel is not None else "")
+        known = sorted(p.name for p in folder.iterdir() if not p.name.startswith(("_", "."))) if folder.is_dir() else []
+        hint = f" (shipped there: {', '.join(known)})" if known else ""
+        raise ConfigError(f"{name}: no such shipped config{hint}")
+    return path
+
+
+def resolve_config(path: str | os.PathLike) -> Path:
+    """The config file ``path`` names: ``path`` itself when it exists (or is absolute), else the shipped config of
+    that name (``configs/seg/x.py`` or ``seg/x.py``), else ``path`` unchanged (its reader reports it missing)."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    try:
+        return config_path(p)
+    except ConfigError:
+        return p
 
 
 def _yaml_loader():
@@ -109,6 +175,8 @@ def load_layered_config(
 ) -> dict[str, Any]:
     """Load ``path`` over ``defaults`` (following ``_base_``), apply ``overrides``, then ``validate`` the result.
 
+    ``path`` is read through :func:`resolve_config` (a shipped config name works from any folder).
+
     Raises:
         ConfigError: unreadable file, unknown key, bad value (from ``validate``), or a ``_base_`` cycle.
     """
@@ -116,7 +184,7 @@ def load_layered_config(
         raise ConfigError(f"{path}: _base_ chain deeper than 8 (a cycle?)")
     cfg = copy.deepcopy(defaults)
     if path is not None:
-        p = Path(path)
+        p = resolve_config(path)
         data = read_config_file(p)
         base = data.pop("_base_", None)
         if base is not None:

@@ -1,6 +1,6 @@
 # FCN with a dilated ResNet-18 (ResNetV1c, output stride 8), BN and cross-entropy: the CNN reference.
-# ImageNet weights cannot be downloaded here: give a local file with
-#   --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=/path/resnet18_v1c.pth
+# ImageNet weights cannot be downloaded here: give a local file with the seg_eval overrides
+#   model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=/path/resnet18_v1c.pth
 norm_cfg = dict(type="BN", requires_grad=True)
 data_preprocessor = dict(
     type="SegDataPreProcessor",

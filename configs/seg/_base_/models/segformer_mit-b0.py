@@ -2,8 +2,8 @@
 # Larger encoders: set backbone embed_dims / num_layers / num_heads and decode_head in_channels as in mmseg's
 # segformer configs -- B1: 64 / [2,2,2,2] / [1,2,5,8] / [64,128,320,512]; B2: 64 / [3,4,6,3]; B3: 64 / [3,4,18,3];
 # B4: 64 / [3,8,27,3]; B5: 64 / [3,6,40,3] (B2-B5 also channels=768 in the head).
-# ImageNet weights cannot be downloaded here: give a local file with
-#   --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=/path/mit_b0.pth
+# ImageNet weights cannot be downloaded here: give a local file with the seg_eval overrides
+#   model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=/path/mit_b0.pth
 norm_cfg = dict(type="BN", requires_grad=True)
 data_preprocessor = dict(
     type="SegDataPreProcessor",
