@@ -97,11 +97,12 @@ def create_fuser(spec: str | Fuser, **settings: Any) -> Fuser:
     """Build a fuser from ``name`` or ``name:argument`` (e.g. ``tcmoa_base:/path/ckpt.pth``)."""
     if isinstance(spec, Fuser):
         return spec
-    name, sep, arg = str(spec).partition(":")
-    name = name.strip()
-    factory = FUSERS.get(name)
-    _check_settings(name, factory, settings)
-    return factory(arg, **settings) if sep else factory(**settings)
+    from fusion.fusers.spec import FuserSpec  # spec.py builds through this function
+
+    parsed = FuserSpec.parse(spec)
+    factory = FUSERS.get(parsed.name)
+    _check_settings(parsed.name, factory, settings)
+    return factory(parsed.checkpoint, **settings) if parsed.checkpoint is not None else factory(**settings)
 
 
 def fuser_settings(name: str) -> dict[str, Any] | None:
@@ -115,7 +116,9 @@ def accepted_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
     A fuser declares its settings by its constructor's keywords; one that takes ``**settings`` (TC-MoA) takes all.
     Nothing is probed by catching ``TypeError``.
     """
-    accepted = fuser_settings(str(spec).partition(":")[0].strip())
+    from fusion.fusers.spec import FuserSpec
+
+    accepted = fuser_settings(FuserSpec.parse(spec).name)
     return dict(options) if accepted is None else {k: v for k, v in options.items() if k in accepted}
 
 
