@@ -29,8 +29,8 @@ from fusion.data.layouts import (
 )
 from fusion.errors import ConfigError
 from fusion.fusers.color import CHROMA_SOURCES, COLOR_MODES
-from fusion.fusers.spec import FuserSpec
-from fusion.runners.batch import COMPAT_MODES, FuseOptions, build_fuser, fuse_pairs
+from fusion.fusers.spec import FuserSpec, build_fuser
+from fusion.runners.batch import COMPAT_MODES, FuseOptions, fuse_pairs
 from fusion.runners.dist import DistContext
 from fusion.tasks import TASKS
 from fusion.utils.cli import legacy_overrides, parse_overrides, pop_section, run_cli, script_positionals

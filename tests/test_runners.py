@@ -150,7 +150,7 @@ def test_skip_existing_refuses_outputs_of_another_method(tmp_path):
 def test_dist_context(monkeypatch):
     assert DistContext(rank=1, world_size=3).shard(list(range(8))) == [1, 4, 7]
     one = DistContext()
-    assert not one.distributed and not one.enabled and one.is_main and one.gather(5) == [5] and one.all_true(True)
+    assert not one.distributed and one.is_main and one.gather(5) == [5] and one.all_true(True)
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="RANK=2 WORLD_SIZE=2"):

@@ -138,7 +138,7 @@ def _load_dataset(s: DetEvalSettings) -> tuple[DetDataset, Path]:
     return load_detection_dataset(s.data, s.layout, **s.layout_kwargs), Path(s.data)
 
 
-def _fuser_kwargs(s: DetEvalSettings, name: str, device: str) -> dict[str, Any]:
+def _fuser_kwargs(s: DetEvalSettings, device: str) -> dict[str, Any]:
     kw = dict(s.fuser_kwargs)  # device reaches only the fusers that declare it (FuserSpec.build)
     kw.setdefault("device", "cpu" if device == "cpu" else f"cuda:{device.split(',')[0]}")
     return kw
@@ -320,7 +320,7 @@ def _evaluate_input(
     t0 = time.perf_counter()
     images = {
         sp: input_images(name, smps, sp, s.out / "inputs", task=s.task,
-                         fuser_kwargs=_fuser_kwargs(s, name, device), fused_format=s.fused_format)
+                         fuser_kwargs=_fuser_kwargs(s, device), fused_format=s.fused_format)
         for sp, smps in splits.items()
     }  # fmt: skip
     t_inputs = time.perf_counter() - t0

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from downstream.detection.datasets import DetSample
 from fusion.errors import InputError
 from fusion.fusers.spec import RUNTIME_OPTIONS, FuserSpec
-from fusion.runners.cache import CacheItem, FusedImageCache
+from fusion.runners.cache import CacheItem, FusedImageCache, is_fresh
 from fusion.utils.io import read_image, write_image
 from fusion.utils.logging import get_logger
 
@@ -45,19 +45,11 @@ def input_channels(name: str) -> int:
     return 4 if name == EARLY_FUSION else 3
 
 
-def _newer(target: Path, *sources: Path) -> bool:
-    try:
-        t = target.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    return all(t >= s.stat().st_mtime for s in sources)
-
-
 def _rgbt_images(samples: Sequence[DetSample], folder: Path) -> dict[str, Path]:
     out = {}
     for s in tqdm(samples, desc="rgbt", unit="pair", leave=False, disable=None):
         target = folder / f"{s.ident}.png"
-        if not _newer(target, s.vis, s.ir):
+        if not is_fresh(target, (s.vis, s.ir)):
             vis, ir = read_image(s.vis, "rgb"), read_image(s.ir, "gray")
             if vis.shape[:2] != ir.shape:
                 raise InputError(f"{s.ir}: size {ir.shape[1]}x{ir.shape[0]} differs from {s.vis} "

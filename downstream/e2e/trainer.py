@@ -164,7 +164,7 @@ class E2ETrainer:
             raise ConfigError(f"data.crop_size={list(self.crop_size)}: must be multiples of {unit} for {mc['name']}")
         self.segmenter, self.seg_cfg = build_seg_model(sc["config"], sc["checkpoint"], sc["cfg_options"],
                                                        crop_size=self.crop_size)
-        if sc["sync_bn"] and self.dist.enabled:
+        if sc["sync_bn"] and self.dist.distributed:
             self.segmenter = nn.SyncBatchNorm.convert_sync_batchnorm(self.segmenter)
         self.train_dataset_cfg, self.test_dataset_cfg = split_datasets(self.seg_cfg, self.cfg)
         self.classes = dataset_classes(self.train_dataset_cfg)

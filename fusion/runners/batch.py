@@ -32,7 +32,7 @@ from fusion.data.pairs import RESIZE_POLICIES, Pair, load_pair
 from fusion.data.postprocess import contact_sheet, official_bytescale, side_by_side
 from fusion.errors import ConfigError, FusionError, InputError
 from fusion.fusers.base import Fuser
-from fusion.fusers.spec import FuserSpec, build_fuser
+from fusion.fusers.spec import FuserSpec
 from fusion.runners.cache import check_fused
 from fusion.runners.dist import DistContext
 from fusion.utils.io import IMAGE_EXTENSIONS, atomic_write_text, read_image, write_image
@@ -43,8 +43,6 @@ __all__ = [
     "SUMMARY_NAME",
     "GRID_DIR",
     "FuseOptions",
-    "DistContext",
-    "build_fuser",
     "plan_outputs",
     "check_inputs",
     "fuse_pairs",

@@ -30,7 +30,7 @@ from fusion.fusers.spec import FuserSpec
 from fusion.utils.io import atomic_write_text, write_image
 from fusion.utils.logging import get_logger
 
-__all__ = ["CacheItem", "FusedImageCache", "RECORD_NAME", "check_fused"]
+__all__ = ["CacheItem", "FusedImageCache", "RECORD_NAME", "check_fused", "is_fresh"]
 
 log = get_logger(__name__)
 
@@ -55,7 +55,8 @@ def check_fused(fused: Any, like: np.ndarray, who: str, where: str | os.PathLike
         raise InputError(f"{where}: {who} returned {got}, expected uint8 {like.shape}")
 
 
-def _fresh(target: Path, sources: Sequence[Path]) -> bool:
+def is_fresh(target: Path, sources: Sequence[Path]) -> bool:
+    """True when ``target`` exists and is at least as new as every existing source."""
     try:
         t = target.stat().st_mtime
     except FileNotFoundError:
@@ -91,7 +92,7 @@ class FusedImageCache:
 
     def missing(self, split: str, items: Sequence[CacheItem]) -> list[CacheItem]:
         """The items whose image is absent or older than one of its sources."""
-        return [it for it in items if not _fresh(self.path(split, it.ident), it.sources)]
+        return [it for it in items if not is_fresh(self.path(split, it.ident), it.sources)]
 
     def _write_record(self, fuser: Fuser) -> None:
         record = {**self.spec.record(), "task": self.task, "format": self.fmt, "context": self.context,

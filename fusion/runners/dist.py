@@ -72,8 +72,6 @@ class DistContext:
     def distributed(self) -> bool:
         return self.world_size > 1
 
-    enabled = distributed  # the name the trainers use
-
     @property
     def is_main(self) -> bool:
         return self.rank == 0

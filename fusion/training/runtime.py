@@ -71,7 +71,7 @@ def wrap_ddp(module: nn.Module, dist: DistContext) -> nn.Module:
     ``find_unused_parameters``: a schedule phase may leave a whole part (fuser or segmenter, a task's router)
     without gradient.
     """
-    if not dist.enabled:
+    if not dist.distributed:
         return module
     from torch.nn.parallel import DistributedDataParallel as DDP
 

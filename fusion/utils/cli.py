@@ -3,7 +3,7 @@
 * :func:`run_cli` turns a :class:`~fusion.errors.FusionError` into one line on stderr and exit status 2.
 * One override grammar in every script: positional ``key=value`` arguments (dotted keys for nested options, values
   read as Python literals when they parse as one), as ultralytics and mmengine users know it; fuser settings are the
-  section ``fuser.<setting>=<value>``. :func:`split_overrides` separates them from plain positionals,
+  section ``fuser.<setting>=<value>``. :func:`script_positionals` separates them from plain positionals,
   :func:`parse_overrides` reads them into a nested dict, :func:`pop_section` takes the ``fuser`` part out.
 * Lists are comma-separated everywhere (``--inputs ir,vis,gff``); :func:`comma_list` also accepts them space-separated.
   In list options that take several words (``--inputs ir vis``), a word with a dotted key (``fuser.device=cuda``) is
@@ -24,7 +24,7 @@ from typing import Any
 from fusion.errors import ConfigError, FusionError
 from fusion.utils.logging import get_logger
 
-__all__ = ["run_cli", "parse_overrides", "apply_overrides", "split_overrides", "pop_section", "comma_list",
+__all__ = ["run_cli", "parse_overrides", "apply_overrides", "pop_section", "comma_list",
            "script_positionals", "split_list_overrides", "deprecated", "legacy_overrides"]
 
 log = get_logger(__name__)
@@ -95,23 +95,6 @@ def apply_overrides(cfg: dict[str, Any], overrides: dict[str, Any], *, strict: b
     return cfg
 
 
-def split_overrides(tokens: Iterable[str]) -> tuple[list[str], list[str]]:
-    """``(plain, overrides)``: the positional tokens without ``=`` and the ``key=value`` ones, in order.
-
-    A token counts as an override when the part before the first ``=`` is a dotted identifier (so a path such as
-    ``runs/a=b`` stays a plain positional).
-    """
-    plain: list[str] = []
-    overrides: list[str] = []
-    for tok in tokens:
-        key = tok.split("=", 1)[0]
-        if "=" in tok and key and all(part.isidentifier() for part in key.split(".")):
-            overrides.append(tok)
-        else:
-            plain.append(tok)
-    return plain, overrides
-
-
 def pop_section(overrides: dict[str, Any], section: str) -> dict[str, Any]:
     """Remove and return ``overrides[section]`` (``{}`` when absent); a non-dict value is a :class:`ConfigError`."""
     value = overrides.pop(section, {})
@@ -138,7 +121,8 @@ def _is_override(token: str, *, dotted: bool = False) -> bool:
 def script_positionals(tokens: Iterable[str | None], *, max_plain: int, plain_name: str) -> tuple[list[str], list[str]]:
     """``(plain, overrides)`` of a script's positional words (``None`` entries, from ``nargs="?"``, are dropped).
 
-    Like :func:`split_overrides`, except that a word naming an existing file or folder is always plain. More than
+    A word is an override when the part before its first ``=`` is a dotted identifier and it does not name an
+    existing file or folder (so ``runs/a=b`` stays plain). More than
     ``max_plain`` plain words is a :class:`ConfigError` (``plain_name`` says what a plain word is).
     """
     plain: list[str] = []
