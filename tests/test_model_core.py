@@ -160,6 +160,60 @@ def test_pos_embed_resize_is_transposed_on_non_square_grids():
     assert square.flatten().tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
+def test_pos_embed_aspect_layout_keeps_rows_and_columns():
+    grid = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    pe = torch.cat([torch.zeros(1), grid.flatten()]).view(1, 5, 1)
+    out = resize_pos_embed(pe, 2, hp=1, wp=2, layout="aspect")
+    assert out.flatten().tolist() == [2.0, 3.0]  # rows averaged, columns kept: (row, col) of each token
+    tall = resize_pos_embed(pe, 2, hp=4, wp=2, layout="aspect").view(4, 2)
+    assert tall[:, 0].tolist() == sorted(tall[:, 0].tolist()) and torch.all(tall[:, 1] > tall[:, 0])
+    for hp, wp in ((2, 2), (6, 6)):
+        assert torch.equal(resize_pos_embed(pe, 2, hp, wp, layout="aspect"), resize_pos_embed(pe, 2, hp, wp))
+    with pytest.raises(ValueError, match="layout"):
+        resize_pos_embed(pe, 2, 1, 2, layout="square")
+
+
+def test_forward_pos_embed_layouts_agree_on_square_grids_only():
+    model = small_model().eval()
+    gen = torch.Generator().manual_seed(5)
+    a, b = torch.randn(1, 3, 112, 112, generator=gen), torch.randn(1, 3, 112, 112, generator=gen)
+    with torch.no_grad():
+        assert torch.equal(model(a, b, 0), model(a, b, 0, pos_embed="aspect"))
+        a2, b2 = torch.randn(1, 3, 112, 224, generator=gen), torch.randn(1, 3, 112, 224, generator=gen)
+        assert not torch.allclose(model(a2, b2, 0), model(a2, b2, 0, pos_embed="aspect"), atol=1e-4)
+
+
+def test_decoding_only_the_kept_pixels_equals_the_full_decode():
+    """The nearest 2x reduction keeps pixel (2i, 2j): the forward decodes only those rows of decoder_pred."""
+    model = small_model().eval()
+    gen = torch.Generator().manual_seed(6)
+    a, b = torch.randn(2, 3, 112, 224, generator=gen), torch.randn(2, 3, 112, 224, generator=gen)
+    with torch.no_grad():
+        fast = model(a, b, 1)
+        full, aux = model(a, b, 1, return_aux=True)  # decodes every pixel (the raw output is returned)
+    assert (fast - full).abs().max() <= 1e-6
+    want = torch.clip((aux["raw"][..., ::2, ::2] * IMAGENET_STD + IMAGENET_MEAN) * 255, 0, 255) / 255
+    assert (fast - want).abs().max() <= 1e-6
+
+
+def test_identity_blocks_between_real_blocks_are_skipped_exactly():
+    from fusion.models.shortcuts import skip_identity_blocks
+
+    model = small_model(depth=8, decoder_depth=4).eval()
+    with torch.no_grad():
+        for k in (2, 3, 5):  # identities among computed blocks, including one of a shifted pair
+            for t in (model.blocks[k].attn.proj, model.blocks[k].mlp.fc2):
+                t.weight.zero_()
+                t.bias.zero_()
+    gen = torch.Generator().manual_seed(7)
+    a, b = torch.randn(1, 3, 112, 224, generator=gen), torch.randn(1, 3, 112, 224, generator=gen)
+    with torch.no_grad():
+        before = model(a, b, 0)
+        assert skip_identity_blocks(model) == 3
+        after = model(a, b, 0)
+    assert (before - after).abs().max() <= 1e-6
+
+
 def test_sincos_pos_embed_matches_mae_formula():
     pe = sincos_pos_embed_2d(8, 3)
     assert pe.shape == (1, 10, 8) and pe[0, 0].abs().sum() == 0

@@ -25,12 +25,14 @@ class Recorder(torch.nn.Module):
         self.config = TCMoAConfig(name="tcmoa_tiny", embed_dim=192, num_heads=3, decoder_embed_dim=128,
                                   decoder_num_heads=4)
         self.calls: list[tuple[int, ...]] = []
+        self.layouts: list[str] = []
         self.w = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, a, b, task=0, return_aux=False):
+    def forward(self, a, b, task=0, return_aux=False, pos_embed="official"):
         assert not self.training
         assert a.shape[-1] % 112 == 0 and a.shape[-2] % 112 == 0
         self.calls.append(tuple(a.shape))
+        self.layouts.append(pos_embed)
         return a * STD + MEAN + 0.0 * b
 
 
@@ -61,7 +63,8 @@ def test_identity_model_is_reproduced_through_padding_and_tiles(size, compat):
     gen = torch.Generator().manual_seed(0)
     a = torch.rand(2, 3, *size, generator=gen)
     b = torch.rand(2, 3, *size, generator=gen)
-    out = fuse_tensors(rec, a, b, "vif", compat=compat, tile=224, overlap=48, batch_size=3)
+    budget = 3 * 224 * 224
+    out = fuse_tensors(rec, a, b, "vif", compat=compat, tile=224, overlap=48, batch_size=3, max_pixels=budget)
     assert out.shape == a.shape and out.dtype == torch.float32
     if compat == "default" or (size[0] > 224 and size[1] > 224) or size == (112, 112):
         # padding/cropping and tiles/blending are exact: nothing is resampled
@@ -69,24 +72,44 @@ def test_identity_model_is_reproduced_through_padding_and_tiles(size, compat):
     else:
         assert (out - a).abs().max() > 1e-3  # resampled up and down (official small-image path)
     assert all(c[0] <= 3 for c in rec.calls)
-    if compat == "default":  # memory bound by tile and batch (the official path resizes whole images when a side fits)
-        assert all(c[-2] <= 224 and c[-1] <= 224 for c in rec.calls)
+    if compat == "default":  # memory bound by max_pixels per call (the official path resizes whole images)
+        assert all(c[0] * c[-2] * c[-1] <= budget for c in rec.calls)
+    if size == (300, 465) and compat == "default":  # 336x560 padded exceeds the budget: 224 tiles
+        assert all(c[-2:] == (224, 224) for c in rec.calls) and set(rec.layouts) == {"official"}
 
 
-def test_default_small_images_are_padded_to_a_square():
+def test_default_frames_run_whole_padded_to_multiples_of_112():
     rec = Recorder()
-    fuse_tensors(rec, torch.rand(1, 3, 100, 150), torch.rand(1, 3, 100, 150), tile=448)
-    assert rec.calls == [(1, 3, 224, 224)]
+    fuse_tensors(rec, torch.rand(1, 3, 100, 150), torch.rand(1, 3, 100, 150))
+    assert rec.calls == [(1, 3, 112, 224)] and rec.layouts == ["aspect"]  # not a 224x224 square
+    rec.calls.clear()
+    fuse_tensors(rec, torch.rand(3, 3, 480, 640), torch.rand(3, 3, 480, 640))
+    assert rec.calls == [(3, 3, 560, 672)]  # one call: 5,880 tokens per stream and frame, not four 448 tiles
+    rec.calls.clear()
+    fuse_tensors(rec, torch.rand(3, 3, 480, 640), torch.rand(3, 3, 480, 640), max_pixels=2 * 560 * 672)
+    assert rec.calls == [(2, 3, 560, 672), (1, 3, 560, 672)]  # frames per call bounded by the pixel budget
     rec.calls.clear()
     fuse_tensors(rec, torch.rand(1, 3, 100, 150), torch.rand(1, 3, 100, 150), compat="official")
-    assert rec.calls == [(1, 3, 112, 224)]
+    assert rec.calls == [(1, 3, 112, 224)] and rec.layouts[-1] == "official"
+
+
+def test_auto_tile_fits_the_budget():
+    from fusion.models.inference import DEFAULT_MAX_PIXELS, auto_tile
+
+    assert auto_tile(DEFAULT_MAX_PIXELS, 112) == 1568 and 1568**2 <= DEFAULT_MAX_PIXELS
+    assert auto_tile(448 * 448, 112) == 448 and auto_tile(100, 112) == 112
+    rec = Recorder()
+    fuse_tensors(rec, torch.rand(1, 3, 500, 700), torch.rand(1, 3, 500, 700), max_pixels=448 * 448)
+    assert set(rec.calls) == {(1, 3, 448, 448)}
+    with pytest.raises(ConfigError, match="max_pixels"):
+        fuse_tensors(rec, torch.rand(1, 3, 50, 50), torch.rand(1, 3, 50, 50), max_pixels=1000)
 
 
 def test_official_tiles_overwrite_in_order():
     class Constant(Recorder):
         """Each call returns a constant image holding its call number."""
 
-        def forward(self, a, b, task=0, return_aux=False):
+        def forward(self, a, b, task=0, return_aux=False, pos_embed="official"):
             self.calls.append(tuple(a.shape))
             n = len(self.calls)
             return torch.full_like(a, float(n)) + torch.arange(a.shape[0]).view(-1, 1, 1, 1) * 0.1
@@ -116,21 +139,29 @@ def test_default_small_image_equals_manual_padding(tiny):
     gen = torch.Generator().manual_seed(2)
     a, b = torch.rand(1, 3, 100, 150, generator=gen), torch.rand(1, 3, 100, 150, generator=gen)
     got = fuse_tensors(tiny, a, b, 2)
-    # 100 -> 224 rows needs more than one reflection: 99 rows, then 25 more from the reflected image
-    na = F.pad(F.pad((a - MEAN) / STD, (0, 74, 0, 99), mode="reflect"), (0, 0, 0, 25), mode="reflect")
-    nb = F.pad(F.pad((b - MEAN) / STD, (0, 74, 0, 99), mode="reflect"), (0, 0, 0, 25), mode="reflect")
+    na = F.pad((a - MEAN) / STD, (0, 74, 0, 12), mode="reflect")
+    nb = F.pad((b - MEAN) / STD, (0, 74, 0, 12), mode="reflect")
     with torch.no_grad():
-        want = tiny(na, nb, 2)[..., :100, :150]
+        want = tiny(na, nb, 2, pos_embed="aspect")[..., :100, :150]
     assert torch.allclose(got, want, atol=1e-6)
+    # more than one reflection when the padding exceeds the image: 37 -> 112 rows
+    a, b = torch.rand(1, 3, 37, 112, generator=gen), torch.rand(1, 3, 37, 112, generator=gen)
+    na = F.pad(F.pad((a - MEAN) / STD, (0, 0, 0, 36), mode="reflect"), (0, 0, 0, 39), mode="reflect")
+    nb = F.pad(F.pad((b - MEAN) / STD, (0, 0, 0, 36), mode="reflect"), (0, 0, 0, 39), mode="reflect")
+    with torch.no_grad():
+        want = tiny(na, nb, 2, pos_embed="aspect")[..., :37, :]
+    assert torch.allclose(fuse_tensors(tiny, a, b, 2), want, atol=1e-6)
 
 
-def test_batches_and_chunks_do_not_change_results(tiny):
+@pytest.mark.parametrize("max_pixels", [None, 112 * 112])
+def test_batches_and_chunks_do_not_change_results(tiny, max_pixels):
     gen = torch.Generator().manual_seed(3)
     a, b = torch.rand(2, 3, 120, 130, generator=gen), torch.rand(2, 3, 120, 130, generator=gen)
-    one = fuse_tensors(tiny, a, b, 0, tile=112, overlap=32, batch_size=1)
-    many = fuse_tensors(tiny, a, b, 0, tile=112, overlap=32, batch_size=8)
+    kw = {"tile": 112, "overlap": 32, **({"max_pixels": max_pixels} if max_pixels else {})}
+    one = fuse_tensors(tiny, a, b, 0, batch_size=1, **kw)
+    many = fuse_tensors(tiny, a, b, 0, batch_size=8, **kw)
     assert torch.allclose(one, many, atol=1e-5)
-    single = fuse_tensors(tiny, a[1:2], b[1:2], 0, tile=112, overlap=32)
+    single = fuse_tensors(tiny, a[1:2], b[1:2], 0, **kw)
     assert torch.allclose(single, one[1:2], atol=1e-5)
     assert 0 <= one.min() and one.max() <= 1
 
@@ -147,7 +178,7 @@ def test_amp_bf16_runs_close_to_fp32(tiny):
 def test_mode_is_restored_and_errors():
     rec = Recorder()
     rec.train()
-    rec.forward = lambda a, b, task=0, return_aux=False: a * STD + MEAN  # no eval assertion here
+    rec.forward = lambda a, b, task=0, return_aux=False, pos_embed="official": a * STD + MEAN  # no eval check
     fuse_tensors(rec, torch.rand(1, 3, 50, 50), torch.rand(1, 3, 50, 50))
     assert rec.training
     rec = Recorder()

@@ -2,8 +2,8 @@
 interface, so that every comparison (``seg_eval.py``, ``det_eval.py``, ``fuse.py``) takes it as one more input row.
 
 Spec: ``tcmoa_e2e:/path/e2e_final.safetensors`` (or the ``.pth`` form); the TC-MoA variant and its architecture come
-from the checkpoint. Settings are those of :class:`~fusion.fusers.tcmoa.TCMoAFuser` (``device``, ``compat``, ``tile``,
-``overlap``, ``amp_dtype``, ``batch_size``). Inference is exactly the TC-MoA fuser's (same tiling and padding).
+from the checkpoint. Settings are those of :class:`~fusion.fusers.tcmoa.TCMoAFuser`
+(:data:`~fusion.fusers.tcmoa.FUSER_SETTINGS`). Inference is exactly the TC-MoA fuser's (same tiling and padding).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from downstream.e2e.checkpoint import load_e2e_checkpoint
 from fusion.errors import CheckpointError
 from fusion.fusers.base import register_fuser
-from fusion.fusers.tcmoa import TCMoAFuser
+from fusion.fusers.tcmoa import FUSER_SETTINGS, TCMoAFuser
 from fusion.models import create_model
 
 __all__ = ["TCMoAE2EFuser", "create_tcmoa_e2e"]
@@ -25,8 +25,8 @@ class TCMoAE2EFuser(TCMoAFuser):
 
     Args:
         checkpoint: the file written by the end-to-end finetuning (``e2e_final.safetensors``).
-        **settings: :class:`TCMoAFuser` settings (``device``, ``compat``, ``tile``, ``overlap``, ``amp_dtype``,
-            ``batch_size``) and TC-MoA config overrides.
+        **settings: :class:`TCMoAFuser` settings (:data:`~fusion.fusers.tcmoa.FUSER_SETTINGS`) and TC-MoA config
+            overrides.
     """
 
     def __init__(self, checkpoint: str | os.PathLike, **settings: Any) -> None:
@@ -34,9 +34,8 @@ class TCMoAE2EFuser(TCMoAFuser):
             raise CheckpointError("tcmoa_e2e: no checkpoint given; use 'tcmoa_e2e:/path/e2e_final.safetensors' "
                                   "(written by pipelines/finetune_e2e.py)")
         ck = load_e2e_checkpoint(checkpoint)
-        fuser_keys = ("device", "compat", "tile", "overlap", "amp_dtype", "batch_size")
-        fuser_settings = {k: v for k, v in settings.items() if k in fuser_keys}
-        overrides = {k: v for k, v in settings.items() if k not in fuser_keys}
+        fuser_settings = {k: v for k, v in settings.items() if k in FUSER_SETTINGS}
+        overrides = {k: v for k, v in settings.items() if k not in FUSER_SETTINGS}
         model = create_model(ck.model_name, checkpoint=ck.fusion_checkpoint(), **overrides)
         super().__init__(ck.model_name, str(checkpoint), model=model, **fuser_settings)
         self.overrides = overrides

@@ -2,8 +2,10 @@
 
 Specs: ``tcmoa_base:/path/ckpt.pth``, ``tcmoa_large:/path/ckpt.pth``, ``tcmoa_small:/path/ckpt.safetensors`` and
 ``tcmoa_tiny`` (shipped weights ``fusion/weights/tcmoa_tiny.safetensors`` when present) or ``tcmoa_tiny:/path``.
-Settings: ``device`` (``auto``), ``compat`` (``default``/``official``), ``tile`` (448), ``overlap`` (112),
-``amp_dtype`` (``None``/``bf16``/``fp16``), ``batch_size`` (4) and any model override (e.g. ``num_tasks``).
+Settings: ``device`` (``auto``), ``compat`` (``default``/``official``), ``max_pixels`` (2,500,000 padded pixels per
+model call: frames up to that run whole), ``tile`` (auto; official 448), ``overlap`` (112), ``amp_dtype``
+(``None``/``bf16``/``fp16``), ``batch_size`` (4), ``threads`` (CPU threads, 0: torch's default) and any model
+override (e.g. ``num_tasks``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import torch
 from fusion.errors import CheckpointError, InputError
 from fusion.fusers.base import Fuser, check_pair, register_fuser
 from fusion.models import TCMoA, create_model, fuse_arrays, resolve_amp_dtype
+from fusion.models.inference import DEFAULT_MAX_PIXELS
 from fusion.models.shortcuts import skip_identity_blocks
 from fusion.utils.device import resolve_device
 from fusion.weights import SHIPPED_WEIGHTS
 
-__all__ = ["TCMoAFuser", "SHIPPED_WEIGHTS", "OFFICIAL_CHECKPOINT_HELP"]
+__all__ = ["TCMoAFuser", "SHIPPED_WEIGHTS", "OFFICIAL_CHECKPOINT_HELP", "FUSER_SETTINGS"]
+
+FUSER_SETTINGS = ("device", "compat", "tile", "overlap", "max_pixels", "amp_dtype", "batch_size", "threads")
+"""The :class:`TCMoAFuser` settings that are not model config overrides."""
 
 
 OFFICIAL_CHECKPOINT_HELP = (
@@ -57,22 +63,30 @@ class TCMoAFuser(Fuser):
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         compat: ``default`` (padding / feathered tiles) or ``official`` (official resizing, end-anchored tiles and
             the official min-max stretch of the output).
-        tile, overlap: tiling of large images (pixels).
-        amp_dtype: ``None`` (float32), ``bf16`` or ``fp16`` autocast (GPU).
-        batch_size: tiles per model call.
+        max_pixels: padded pixels per model call (``compat="default"``): frames that fit run whole, larger ones
+            in tiles; bounds the memory.
+        tile, overlap: tiling of frames beyond ``max_pixels`` (pixels; ``tile=None``: the largest that fits).
+        amp_dtype: ``None`` (float32), ``bf16`` (CPUs with AVX512-BF16/AMX and GPUs) or ``fp16`` (GPU) autocast.
+        batch_size: at most this many frames or tiles per model call.
+        threads: torch CPU threads for this process (0 leaves torch's default; on a machine shared with other
+            jobs, 1 per process avoids oversubscription).
         model: an already built :class:`TCMoA` (skips loading; ``checkpoint`` is then only a label).
         **overrides: model config overrides (e.g. ``num_tasks=4``).
     """
 
     def __init__(self, variant: str = "tcmoa_base", checkpoint: str | os.PathLike | None = None, *,
-                 device: str | torch.device = "auto", compat: str = "default", tile: int = 448, overlap: int = 112,
-                 amp_dtype: str | torch.dtype | None = None, batch_size: int = 4, model: TCMoA | None = None,
-                 **overrides: Any) -> None:
+                 device: str | torch.device = "auto", compat: str = "default", tile: int | None = None,
+                 overlap: int = 112, max_pixels: int = DEFAULT_MAX_PIXELS, amp_dtype: str | torch.dtype | None = None,
+                 batch_size: int = 4, threads: int = 0, model: TCMoA | None = None, **overrides: Any) -> None:
         self.name = variant
         self.device = resolve_device(device)
         self.compat = compat
-        self.tile = int(tile)
+        self.tile = int(tile) if tile else None
         self.overlap = int(overlap)
+        self.max_pixels = int(max_pixels)
+        self.threads = int(threads)
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
         self.amp_dtype = resolve_amp_dtype(amp_dtype)
         self.batch_size = int(batch_size)
         self.overrides = dict(overrides)
@@ -100,6 +114,7 @@ class TCMoAFuser(Fuser):
             "compat": self.compat,
             "tile": self.tile,
             "overlap": self.overlap,
+            "max_pixels": self.max_pixels,
             "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
             "batch_size": self.batch_size,
         }
@@ -108,7 +123,8 @@ class TCMoAFuser(Fuser):
 
     def _run(self, a: np.ndarray, b: np.ndarray, task: str) -> np.ndarray:
         return fuse_arrays(self.model, a, b, task, compat=self.compat, device=self.device, tile=self.tile,
-                           overlap=self.overlap, batch_size=self.batch_size, amp_dtype=self.amp_dtype)
+                           overlap=self.overlap, batch_size=self.batch_size, max_pixels=self.max_pixels,
+                           amp_dtype=self.amp_dtype)
 
     def fuse(self, a: np.ndarray, b: np.ndarray, task: str = "vif") -> np.ndarray:
         self.check_task(task)

@@ -10,16 +10,18 @@ The network itself needs sides that are multiples of 112. Two strategies bring a
     The official resize of the input is PIL's bilinear on 8-bit images; the tensor resize here is close but not
     bit-identical.
 
-``compat="default"`` — no resampling, so odd sizes lose no detail and seams do not show:
-    * images whose longer side fits in ``tile``: reflect-padded to a *square* whose side is the next multiple of
-      112 (square grids are what the model was trained on; non-square grids meet the official transposed
-      position-embedding resize, docs/tcmoa.md §6 Q8), one pass, cropped;
-    * larger images: ``tile``×``tile`` tiles overlapping by ``overlap`` pixels (the last anchored at the far edge),
-      blended with linear feathering over the overlaps (images smaller than a tile along one side are padded).
+``compat="default"`` — whole frames, no resampling, so odd sizes lose no detail and there are no seams:
+    * frames whose padded size fits ``max_pixels``: reflect-padded at the bottom/right to the next multiples of 112
+      and fused in one pass (the position embedding resized with each token's own row and column,
+      ``pos_embed="aspect"``), then cropped. A 640×480 pair is one 672×560 pass: 5,880 tokens per stream instead
+      of the 4 × 3,136 of four 448×448 tiles;
+    * larger frames: ``tile``×``tile`` tiles (by default the largest multiple of 112 whose square fits
+      ``max_pixels``) overlapping by ``overlap`` pixels, the last anchored at the far edge, blended with linear
+      feathering over the overlaps.
 
-With ``compat="default"`` memory is bounded by the tile: tiles (or whole small images) go through the model
-``batch_size`` at a time. The official strategy runs images with a side ``<= tile`` in one pass whatever the other
-side (e.g. 400×4000), as the official code does.
+With ``compat="default"`` memory is bounded by ``max_pixels``: each model call gets at most that many (padded)
+pixels, in at most ``batch_size`` frames or tiles. The official strategy runs images with a side ``<= tile``
+in one pass whatever the other side (e.g. 400×4000), as the official code does.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from fusion.errors import ConfigError, NumericalError
 from fusion.models.tcmoa import TCMoA, normalize
 from fusion.utils.checks import check_image_pair, check_tensor_pair
 
-__all__ = ["fuse_tensors", "fuse_arrays", "resolve_amp_dtype", "official_tile_starts", "overlap_tile_starts"]
+__all__ = ["fuse_tensors", "fuse_arrays", "resolve_amp_dtype", "official_tile_starts", "overlap_tile_starts",
+           "auto_tile", "DEFAULT_MAX_PIXELS"]
 
 Compat = Literal["default", "official"]
 
@@ -108,12 +111,13 @@ class _Runner:
     """Runs crops through the model ``batch_size`` at a time, in eval mode, without gradients, under autocast."""
 
     def __init__(self, model: TCMoA, task: int, batch_size: int, amp_dtype: torch.dtype | None,
-                 progress: bool) -> None:
+                 progress: bool, pos_embed: str = "official") -> None:
         self.model = model
         self.task = task
         self.batch_size = batch_size
         self.amp_dtype = amp_dtype
         self.progress = progress
+        self.pos_embed = pos_embed
 
     def run(self, crops_a: list[torch.Tensor], crops_b: list[torch.Tensor]) -> list[torch.Tensor]:
         outs: list[torch.Tensor] = []
@@ -127,25 +131,37 @@ class _Runner:
             xb = torch.stack(crops_b[i : i + self.batch_size])
             with torch.autocast(xa.device.type, dtype=self.amp_dtype or torch.bfloat16,
                                 enabled=self.amp_dtype is not None):
-                out = self.model(xa, xb, self.task)
+                out = self.model(xa, xb, self.task, pos_embed=self.pos_embed)
             outs.extend(out.float().unbind(0))
         return outs
 
 
+DEFAULT_MAX_PIXELS = 2_500_000
+"""Padded pixels per model call in ``compat="default"`` (about 1 GB of activations for ``tcmoa_base`` in float32):
+a 1920×1080 frame (2016×1120 padded) still runs whole."""
+
+
+def auto_tile(max_pixels: int, multiple: int) -> int:
+    """The largest multiple of ``multiple`` whose square fits ``max_pixels`` (at least ``multiple``)."""
+    return max(multiple, int(math.isqrt(max_pixels)) // multiple * multiple)
+
+
 def fuse_tensors(model: TCMoA, a: torch.Tensor, b: torch.Tensor, task: str | int = "vif", *,
-                 compat: Compat = "default", tile: int = 448, overlap: int = 112, batch_size: int = 4,
-                 amp_dtype: str | torch.dtype | None = None, progress: bool = False) -> torch.Tensor:
+                 compat: Compat = "default", tile: int | None = None, overlap: int = 112, batch_size: int = 4,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, amp_dtype: str | torch.dtype | None = None,
+                 progress: bool = False) -> torch.Tensor:
     """Fuse RGB sources of any size.
 
     Args:
         model: a :class:`TCMoA` (switched to eval mode for the call, then restored).
         a, b: ``(B, 3, H, W)`` RGB in [0, 1] (float, on the model's device); ImageNet normalisation is done here.
         task: ``'vif'``, ``'mef'``, ``'mff'`` or an index.
-        compat: ``"default"`` (padding / feathered overlapping tiles) or ``"official"`` (the official resizing and
-            end-anchored overwriting tiles); see the module docstring.
-        tile: tile side in pixels, a multiple of 112 (official: 448).
+        compat: ``"default"`` (whole frames, feathered tiles beyond ``max_pixels``) or ``"official"`` (the official
+            resizing and end-anchored overwriting 448 tiles); see the module docstring.
+        tile: tile side in pixels, a multiple of 112 (official: 448; default: the largest that fits ``max_pixels``).
         overlap: tile overlap for ``compat="default"`` (``0 <= overlap < tile``).
-        batch_size: tiles (or images) per model call; bounds the memory.
+        batch_size: at most this many frames or tiles per model call.
+        max_pixels: ``compat="default"``: at most this many padded pixels per model call (bounds the memory).
         amp_dtype: ``None`` (float32, exact), ``"bf16"`` or ``"fp16"`` autocast (the adapters stay float32).
         progress: show a tqdm bar over the model calls.
 
@@ -156,6 +172,10 @@ def fuse_tensors(model: TCMoA, a: torch.Tensor, b: torch.Tensor, task: str | int
     if compat not in ("default", "official"):
         raise ConfigError(f"compat={compat!r}: expected 'default' or 'official'")
     m = model.config.input_multiple
+    if max_pixels < m * m:
+        raise ConfigError(f"max_pixels={max_pixels}: must be at least {m * m} (one {m}x{m} input)")
+    if tile is None:
+        tile = 448 if compat == "official" else auto_tile(max_pixels, m)
     if tile <= 0 or tile % m:
         raise ConfigError(f"tile={tile}: must be a positive multiple of {m}")
     if not 0 <= overlap < tile:
@@ -163,7 +183,7 @@ def fuse_tensors(model: TCMoA, a: torch.Tensor, b: torch.Tensor, task: str | int
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: must be >= 1")
     task_idx = model.config.task_index(task)
-    runner = _Runner(model, task_idx, batch_size, resolve_amp_dtype(amp_dtype), progress)
+    amp = resolve_amp_dtype(amp_dtype)
 
     was_training = model.training
     model.eval()
@@ -172,9 +192,10 @@ def fuse_tensors(model: TCMoA, a: torch.Tensor, b: torch.Tensor, task: str | int
             xa = normalize(a.float())
             xb = normalize(b.float())
             if compat == "official":
-                out = _fuse_official(runner, xa, xb, tile, m)
+                out = _fuse_official(_Runner(model, task_idx, batch_size, amp, progress), xa, xb, tile, m)
             else:
-                out = _fuse_default(runner, xa, xb, tile, overlap, m)
+                out = _fuse_default(model, task_idx, amp, progress, xa, xb, tile, overlap, m, batch_size,
+                                    max_pixels)
             if not bool(torch.isfinite(out).all()):
                 raise NumericalError(f"TC-MoA ({model.config.name}) produced NaN or infinity: its weights are broken "
                                      f"or {amp_dtype or 'float32'} overflowed; nothing is written")
@@ -204,21 +225,25 @@ def _fuse_official(runner: _Runner, xa: torch.Tensor, xb: torch.Tensor, tile: in
     return fused
 
 
-def _fuse_default(runner: _Runner, xa: torch.Tensor, xb: torch.Tensor, tile: int, overlap: int,
-                  m: int) -> torch.Tensor:
+def _fuse_default(model: TCMoA, task: int, amp: torch.dtype | None, progress: bool, xa: torch.Tensor,
+                  xb: torch.Tensor, tile: int, overlap: int, m: int, batch_size: int,
+                  max_pixels: int) -> torch.Tensor:
     n, _, h, w = xa.shape
-    if max(h, w) <= tile:
-        side = math.ceil(max(h, w) / m) * m
-        pa, pb = _pad_to(xa, side, side), _pad_to(xb, side, side)
+    hf, wf = math.ceil(h / m) * m, math.ceil(w / m) * m
+    if hf * wf <= max_pixels:
+        per_call = max(1, min(batch_size, max_pixels // (hf * wf)))
+        runner = _Runner(model, task, per_call, amp, progress, pos_embed="aspect")
+        pa, pb = _pad_to(xa, hf, wf), _pad_to(xb, hf, wf)
         fused = torch.stack(runner.run(list(pa.unbind(0)), list(pb.unbind(0))))
         return fused[:, :, :h, :w].contiguous()
+    runner = _Runner(model, task, max(1, min(batch_size, max_pixels // (tile * tile))), amp, progress)
     hp, wp = max(h, tile), max(w, tile)
     pa, pb = _pad_to(xa, hp, wp), _pad_to(xb, hp, wp)
     ys, xs = overlap_tile_starts(hp, tile, overlap), overlap_tile_starts(wp, tile, overlap)
     jobs = [(i, y, x) for i in range(n) for y in ys for x in xs]
     acc = xa.new_zeros((n, 3, hp, wp))
     wsum = xa.new_zeros((n, 1, hp, wp))
-    # feed the tiles in chunks so that only batch_size crops (plus the accumulator) are alive at once
+    # feed the tiles in chunks so that only a few calls' crops (plus the accumulator) are alive at once
     for c0 in range(0, len(jobs), runner.batch_size * 4):
         chunk = jobs[c0 : c0 + runner.batch_size * 4]
         outs = runner.run([pa[i, :, y : y + tile, x : x + tile] for i, y, x in chunk],
@@ -240,7 +265,8 @@ def fuse_arrays(model: TCMoA, a: np.ndarray | Sequence[np.ndarray], b: np.ndarra
         stretch: apply the official min-max ``bytescale`` to each output (default: only for ``compat="official"``,
             whose saved files are stretched); otherwise outputs are rounded from [0, 1].
         device: where to run (default: the model's device).
-        **kwargs: forwarded to :func:`fuse_tensors` (``tile``, ``overlap``, ``batch_size``, ``amp_dtype``, …).
+        **kwargs: forwarded to :func:`fuse_tensors` (``tile``, ``overlap``, ``batch_size``, ``max_pixels``,
+            ``amp_dtype``, …).
 
     Returns:
         ``uint8`` RGB of the same shape as ``a``.

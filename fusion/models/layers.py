@@ -59,19 +59,25 @@ def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Te
     return emb.float().unsqueeze(0)
 
 
-def resize_pos_embed(pos_embed: torch.Tensor, grid: int, hp: int, wp: int) -> torch.Tensor:
-    """Resize MAE's ``(1, 1 + grid², C)`` embedding to the token grid ``(hp, wp)`` exactly as the official code.
+def resize_pos_embed(pos_embed: torch.Tensor, grid: int, hp: int, wp: int, layout: str = "official") -> torch.Tensor:
+    """Resize MAE's ``(1, 1 + grid², C)`` embedding to the token grid ``(hp, wp)``.
 
-    The official code resizes the ``grid × grid`` map to ``size=(Wp, Hp)`` (rows = Wp, cols = Hp) and then flattens
-    row-major onto tokens that are flattened over ``(Hp, Wp)``. For non-square grids this transposes and reshapes
-    the embedding (docs/tcmoa.md §6 Q8); it must be reproduced because the released weights only ever saw it.
+    ``layout="official"`` does exactly what the official code does: it resizes the ``grid × grid`` map to
+    ``size=(Wp, Hp)`` (rows = Wp, cols = Hp) and then flattens row-major onto tokens that are flattened over
+    ``(Hp, Wp)``. For non-square grids this transposes and reshapes the embedding (docs/tcmoa.md §6 Q8); the official
+    prediction of non-square images depends on it. ``layout="aspect"`` resizes to ``(Hp, Wp)``, so every token gets
+    the embedding of its own row and column (what whole-frame inference of non-square frames uses). Both are equal
+    on square grids.
 
     Returns:
         ``(1, hp * wp, C)``.
     """
+    if layout not in ("official", "aspect"):
+        raise ValueError(f"layout={layout!r}: expected 'official' or 'aspect'")
     c = pos_embed.shape[-1]
     g = pos_embed[:, 1:, :].reshape(1, grid, grid, c).permute(0, 3, 1, 2)
-    g = F.interpolate(g, size=(wp, hp), mode="bilinear", align_corners=False)
+    size = (wp, hp) if layout == "official" else (hp, wp)
+    g = F.interpolate(g, size=size, mode="bilinear", align_corners=False)
     return g.reshape(1, c, wp * hp).permute(0, 2, 1)
 
 

@@ -26,5 +26,6 @@ def skip_identity_blocks(model: nn.Module) -> int:
         outs = (blk.attn.proj.weight, blk.attn.proj.bias, blk.mlp.fc2.weight, blk.mlp.fc2.bias)
         if all(t is not None and not torch.any(t) for t in outs):
             blk.forward = _identity_forward
+            blk.is_identity = True  # _run_blocks then also skips the window permutations around it
             count += 1
     return count

@@ -159,7 +159,7 @@ class TCMoA(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
         self.grad_checkpointing = False
-        self._layout_cache: dict[tuple[int, int, str], dict[str, torch.Tensor]] = {}
+        self._layout_cache: dict[tuple[Any, int, str], Any] = {}
 
         self.initialize_weights()
         self.freeze_backbone()
@@ -295,11 +295,19 @@ class TCMoA(nn.Module):
         returns the new flat tokens. Returns flat tokens."""
         ws2 = self.config.window_size**2
         state = None  # None: flat order; 0/1: window order of an unshifted/shifted block
-        bias = None
+        bias, bias_pair = None, -1
         for i, blk in enumerate(blocks):
             target = i % 2
-            if i % 2 == 0:
-                bias = tables[i // 2]()
+            if getattr(blk, "is_identity", False):
+                # an exact identity (skip_identity_blocks): the tokens stay in whatever order they are in
+                if self.config.adapter_after(i):
+                    if state is not None:
+                        tokens = tokens.index_select(1, layouts[f"flat{state}"])
+                    tokens = hook(i, tokens)
+                    state = None
+                continue
+            if bias_pair != i // 2:
+                bias, bias_pair = tables[i // 2](), i // 2
             if state is None:
                 tokens = tokens.index_select(1, layouts[f"win{target}"])
             elif state != target:
@@ -332,14 +340,16 @@ class TCMoA(nn.Module):
                 t_new = restandardize(t_new.float(), t.float())
         return x_new, t_new, p_a, p_b, aux
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, task: str | int = 0,
-                return_aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, task: str | int = 0, return_aux: bool = False,
+                pos_embed: str = "official") -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
         """Fuse source ``a`` (visible / over-exposed / far-focus) with ``b`` (infrared / under-exposed / near-focus).
 
         Args:
             a, b: ImageNet-normalised RGB ``(B, 3, H, W)``, ``H`` and ``W`` multiples of 112.
             task: ``'vif'``, ``'mef'``, ``'mff'`` or an index (0, 1, 2, … < ``num_tasks``).
             return_aux: also return the routing loss and the prompts.
+            pos_embed: ``"official"`` (the official transposed resize on non-square grids, docs/tcmoa.md §6 Q8) or
+                ``"aspect"`` (each token gets its own row's and column's embedding); equal on square grids.
 
         Returns:
             ``fused`` ``(B, 3, H, W)`` in [0, 1] (differentiable w.r.t. the TC-MoA parameters), or
@@ -363,7 +373,7 @@ class TCMoA(nn.Module):
         if cfg.upsample != 1:
             xt = F.interpolate(xt, scale_factor=cfg.upsample, mode="bilinear", align_corners=False)
         hp, wp = xt.shape[-2] // p, xt.shape[-1] // p
-        tokens = self.patch_embed(xt) + resize_pos_embed(self.pos_embed, cfg.pos_embed_grid, hp, wp)
+        tokens = self.patch_embed(xt) + resize_pos_embed(self.pos_embed, cfg.pos_embed_grid, hp, wp, pos_embed)
 
         layouts = self._layouts(hp, wp, tokens.device)
         pa_enc, pb_enc, pa_dec, pb_dec, aux_terms = [], [], [], [], []
@@ -392,10 +402,18 @@ class TCMoA(nn.Module):
 
         tokens = self._run_blocks(self.blocks, self.en_relative_position, tokens, hp, wp, layouts, encoder_moa)
         tokens = self.norm(tokens)
-        tokens = self.decoder_embed(tokens) + resize_pos_embed(self.decoder_pos_embed, cfg.pos_embed_grid, hp, wp)
+        tokens = self.decoder_embed(tokens) + resize_pos_embed(self.decoder_pos_embed, cfg.pos_embed_grid, hp, wp,
+                                                           pos_embed)
         tokens = self._run_blocks(self.decoder_blocks, self.de_relative_position, tokens, hp, wp, layouts,
                                   decoder_moa)
 
+        if not return_aux and self._decode_subsampled(h, w, hp, wp):
+            # the nearest reduction keeps one pixel in u×u: decode only those (the other outputs are thrown away)
+            rows = self._used_pred_rows(tokens.device)
+            x = F.linear(self.decoder_norm(tokens), self.decoder_pred.weight.index_select(0, rows),
+                         self.decoder_pred.bias.index_select(0, rows))
+            pred = self.unpatchify(x, hp, wp, patch=p // cfg.upsample).float()
+            return torch.clip((pred * self.pixel_std + self.pixel_mean) * 255, 0, 255) / 255
         x = self.decoder_pred(self.decoder_norm(tokens))
         raw = self.unpatchify(x, hp, wp).float()
         pred = F.interpolate(raw, size=(h, w), mode="nearest")
@@ -417,9 +435,28 @@ class TCMoA(nn.Module):
         aux_out["prompts_dec"] = torch.stack([aux_out["prompts_dec_a"], aux_out["prompts_dec_b"]])
         return fused, aux_out
 
-    def unpatchify(self, x: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
-        """``(B, Hp·Wp, p·p·3)`` patch predictions (row, col, channel order) → images ``(B, 3, Hp·p, Wp·p)``."""
-        p = self.config.patch_size
+    def _decode_subsampled(self, h: int, w: int, hp: int, wp: int) -> bool:
+        """True when the nearest reduction of the decoded ``(Hp·p, Wp·p)`` image to ``(h, w)`` keeps exactly the
+        pixels ``(u·i, u·j)`` (u = the up-sampling factor), so only those need decoding."""
+        u, p = self.config.upsample, self.config.patch_size
+        return u > 1 and p % u == 0 and hp * p == u * h and wp * p == u * w
+
+    def _used_pred_rows(self, device: torch.device) -> torch.Tensor:
+        """Rows of ``decoder_pred`` that produce the pixels ``(u·i, u·j)`` of each patch, in (row, col, channel)
+        order."""
+        key = ("pred_rows", 0, str(device))
+        rows = self._layout_cache.get(key)
+        if rows is None:
+            u, p, c = self.config.upsample, self.config.patch_size, self.config.in_chans
+            rows = torch.tensor([(r * p + q) * c + ch for r in range(0, p, u) for q in range(0, p, u)
+                                 for ch in range(c)], device=device)
+            self._layout_cache[key] = rows
+        return rows
+
+    def unpatchify(self, x: torch.Tensor, hp: int, wp: int, patch: int | None = None) -> torch.Tensor:
+        """``(B, Hp·Wp, p·p·3)`` patch predictions (row, col, channel order) → images ``(B, 3, Hp·p, Wp·p)``
+        (``patch`` overrides ``p``)."""
+        p = patch or self.config.patch_size
         c = self.config.in_chans
         x = x.reshape(x.shape[0], hp, wp, p, p, c)
         x = torch.einsum("nhwpqc->nchpwq", x)
