@@ -1,21 +1,37 @@
-"""Time and peak memory of TC-MoA per 640x480 pair (random weights), written as CSV + Markdown.
+"""TC-MoA speed and memory, each path as a ratio against the official-style forward measured in the same run.
 
-    python benchmarks/bench_model.py                              # tiny, base, large on the best device
-    python benchmarks/bench_model.py --models tiny --device cpu   # quick CPU run
-    python benchmarks/bench_model.py --models base,large --device cuda --amp none,bf16 --runs 5
+    python benchmarks/bench_model.py                       # the CPU suite (about 10 minutes on 2 cores)
+    python benchmarks/bench_model.py --sections shipped    # only the shipped CPU model
+    python benchmarks/bench_model.py --runs 5 --threads 2
 
-Each (model, mode, amp) case runs in its own subprocess so that the peak memory is its own: the process peak RSS
-on CPU (weights included), ``torch.cuda.max_memory_allocated`` on GPU. Modes: ``default`` (feathered 448 tiles with
-112 overlap: 4 tiles for 640x480) and ``official`` (end-anchored 448 tiles with overwriting, also 4 tiles for 640x480
-since both sides exceed 448; smaller images are resized to multiples of 112), see ``fusion.models.inference``.
+Sections (``--sections``, comma list):
+
+* ``forward``: ``tcmoa_base`` (random weights), one 448x448 pair, one forward: the official-style forward
+  (``fusion.models.reference.official_forward``, a literal re-statement of the official code) against ours in
+  float32 and under bf16 autocast;
+* ``frame``: ``tcmoa_base``, one 640x480 pair: the official predict strategy (four 448x448 tiles, official
+  forward) against our default path (one whole-frame pass) in float32 and bf16;
+* ``shipped``: the shipped ``tcmoa_tiny`` through the ``Fuser`` interface (uint8 in, uint8 out) at 320x240,
+  640x480 and 1280x1024, against the official-style forward of the same weights with the official strategy;
+* ``memory``: peak memory of ``tcmoa_tiny`` with random weights (every block computed) at 0.3, 1.2 and 5 MP on the
+  default path: frames beyond ``max_pixels`` are tiled, so memory stays bounded.
+
+Every case runs in its own subprocess (its peak RSS is its own), ``--warmup`` untimed runs then ``--runs`` timed
+ones; the table reports the median and the minimum, ``ratio`` = the section baseline's median / the case's median,
+the achieved GFLOP/s (FLOPs counted by ``torch.utils.flop_counter`` on one call of the case) and, beside it, the
+machine's attainable peak measured in the same run (a large ``torch.mm`` in float32 and bfloat16 with the same
+threads). Writes ``bench_model.csv`` and ``bench_model.md`` to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -27,69 +43,116 @@ from fusion.utils.io import atomic_write_text
 from fusion.utils.logging import get_logger, setup_script_logging
 
 log = get_logger("bench_model")
-FIELDS = ["model", "device", "mode", "amp", "size", "batch_size", "warmup", "runs", "mean_s", "min_s", "peak_mem_mb",
-          "mem_kind", "rss_before_mb", "params_m", "trainable_m", "threads", "torch"]
+SECTIONS = ("forward", "frame", "shipped", "memory")
+FIELDS = ["section", "case", "model", "path", "amp", "size", "megapixels", "median_s", "min_s", "ratio",
+          "gflop", "gflops_per_s", "peak_mem_mb", "mem_kind", "device", "threads", "torch"]
+
+
+def _cases(sections: list[str]) -> list[dict]:
+    """The cases of each section; the first of a section is its baseline (``path == "official"``)."""
+    cases: list[dict] = []
+
+    def add(section: str, case: str, model: str, path: str, amp: str, size: tuple[int, int], **kw) -> None:
+        cases.append({"section": section, "case": case, "model": model, "path": path, "amp": amp,
+                      "width": size[0], "height": size[1], **kw})
+
+    if "forward" in sections:
+        add("forward", "official forward fp32", "tcmoa_base", "official", "none", (448, 448))
+        add("forward", "ours fp32", "tcmoa_base", "default", "none", (448, 448))
+        add("forward", "ours bf16", "tcmoa_base", "default", "bf16", (448, 448))
+    if "frame" in sections:
+        add("frame", "official predict (4 tiles) fp32", "tcmoa_base", "official", "none", (640, 480))
+        add("frame", "ours whole frame fp32", "tcmoa_base", "default", "none", (640, 480))
+        add("frame", "ours whole frame bf16", "tcmoa_base", "default", "bf16", (640, 480))
+    if "shipped" in sections:
+        add("shipped", "official-style, shipped weights", "tcmoa_tiny:shipped", "official", "none", (640, 480))
+        for size in ((320, 240), (640, 480), (1280, 1024)):
+            add("shipped", f"fuser {size[0]}x{size[1]} fp32", "tcmoa_tiny:shipped", "fuser", "none", size)
+        add("shipped", "fuser 640x480 bf16", "tcmoa_tiny:shipped", "fuser", "bf16", (640, 480))
+    if "memory" in sections:
+        for mp, size in ((0.3, (640, 480)), (1.2, (1280, 960)), (5.0, (2592, 1944))):
+            add("memory", f"{mp} MP", "tcmoa_tiny", "default", "none", size, runs=1, warmup=0)
+    return cases
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="tiny,base,large", help="comma list: tiny, small, base, large")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--modes", default="default,official", help="comma list: default, official")
-    p.add_argument("--amp", default=None,
-                   help="comma list: none, bf16, fp16 (default: none on CPU, none,bf16 on GPU)")
-    p.add_argument("--size", default="640x480", help="WxH of the pair")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up runs (default 1)")
-    p.add_argument("--runs", type=int, default=None, help="timed runs (default 2 on CPU, 10 on GPU)")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per model call")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (the GPU suite is gpu_check.py)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs per case")
+    p.add_argument("--runs", type=int, default=3, help="timed runs per case (the median is reported)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--out", default="runs/bench_model", help="output folder (CSV + Markdown)")
+    p.add_argument("--out", default="runs/bench/model", help="output folder (CSV + Markdown)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 def _peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux, bytes on macOS
-    scale = 1 if platform.system() == "Darwin" else 1024
+    scale = 1 if platform.system() == "Darwin" else 1024  # ru_maxrss: KiB on Linux, bytes on macOS
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def _current_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+def _build(case: dict, device):
+    """``(call, model)``: a no-argument callable running the case once."""
+    import numpy as np
+    import torch
+
+    from fusion.fusers.base import create_fuser
+    from fusion.models import create_model, fuse_tensors
+    from fusion.models.reference import ReferenceTCMoA, randomize
+
+    w, h = case["width"], case["height"]
+    amp = None if case["amp"] == "none" else case["amp"]
+    name = case["model"]
+    if name == "tcmoa_tiny:shipped":
+        fuser = create_fuser("tcmoa_tiny", device=str(device), amp_dtype=amp)
+        model = fuser.model
+    else:
+        torch.manual_seed(0)
+        model = create_model(name).to(device).eval()
+        randomize(model, seed=0)  # routers and tables non-trivial, as trained weights
+        fuser = None
+    if case["path"] == "fuser":
+        rng = np.random.default_rng(0)
+        a8 = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        b8 = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        return (lambda: fuser.fuse(a8, b8, "vif")), model
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(1, 3, h, w, generator=gen).to(device)
+    b = torch.rand(1, 3, h, w, generator=gen).to(device)
+    if case["path"] == "official":
+        target = ReferenceTCMoA(model)
+        return (lambda: fuse_tensors(target, a, b, "vif", compat="official", amp_dtype=amp)), model
+    return (lambda: fuse_tensors(model, a, b, "vif", compat="default", amp_dtype=amp)), model
+
+
+def _count_flops(call) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        call()
+    return float(counter.get_total_flops())
 
 
 def _run_case(case: dict) -> dict:
     import torch
 
-    from fusion.models import create_model, fuse_tensors
     from fusion.utils.device import resolve_device
 
     if case["threads"]:
         torch.set_num_threads(case["threads"])
     device = resolve_device(case["device"])
-    torch.manual_seed(0)
-    model = create_model(case["model"]).to(device).eval()
-    w, h = case["width"], case["height"]
-    a = torch.rand(1, 3, h, w, device=device)
-    b = torch.rand(1, 3, h, w, device=device)
-    amp = None if case["amp"] == "none" else case["amp"]
+    call, _ = _build(case, device)
 
     def once() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        fuse_tensors(model, a, b, "vif", compat=case["mode"], batch_size=case["batch_size"], amp_dtype=amp)
+        call()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter() - t0
 
-    rss_before = _current_rss_mb()  # weights, inputs and the torch runtime, before any forward
     for _ in range(case["warmup"]):
         once()
     if device.type == "cuda":
@@ -99,85 +162,121 @@ def _run_case(case: dict) -> dict:
         peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
     else:
         peak, kind = _peak_rss_mb(), "process_peak_rss"
+    flops = _count_flops(call) if case["section"] != "memory" else float("nan")
+    median = statistics.median(times)
     return {
-        "model": case["model"], "device": str(device), "mode": case["mode"], "amp": case["amp"],
-        "size": f"{w}x{h}", "batch_size": case["batch_size"], "warmup": case["warmup"], "runs": case["runs"],
-        "mean_s": round(sum(times) / len(times), 4), "min_s": round(min(times), 4), "peak_mem_mb": round(peak, 1),
-        "mem_kind": kind, "rss_before_mb": round(rss_before, 1),
-        "params_m": round(model.count_parameters(trainable_only=False) / 1e6, 2),
-        "trainable_m": round(model.count_parameters() / 1e6, 3), "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "section": case["section"], "case": case["case"], "model": case["model"], "path": case["path"],
+        "amp": case["amp"], "size": f"{case['width']}x{case['height']}",
+        "megapixels": round(case["width"] * case["height"] / 1e6, 2), "median_s": round(median, 4),
+        "min_s": round(min(times), 4), "gflop": round(flops / 1e9, 1),
+        "gflops_per_s": round(flops / 1e9 / median, 1), "peak_mem_mb": round(peak, 1), "mem_kind": kind,
+        "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
 
 
-def _markdown(rows: list[dict]) -> str:
-    head = ["model", "device", "mode", "amp", "mean s/pair", "min s/pair", "peak MB", "memory measure",
-            "RSS before MB", "params M"]
+def _gemm_peak(threads: int, device: str) -> dict:
+    """Attainable GEMM throughput (GFLOP/s) in float32 and bfloat16 with the same threads: the ceiling the table's
+    achieved GFLOP/s compare with."""
+    import torch
+
+    from fusion.utils.device import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    out = {}
+    n = 2048
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        x = torch.randn(n, n, device=dev).to(dtype)
+        y = torch.randn(n, n, device=dev).to(dtype)
+        torch.mm(x, y)
+        times = []
+        for _ in range(5):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            torch.mm(x, y)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times.append(time.perf_counter() - t0)
+        out[name] = round(2 * n**3 / min(times) / 1e9, 1)
+    return out
+
+
+def _markdown(rows: list[dict], peak: dict) -> str:
+    head = ["section", "case", "size", "median s", "min s", "ratio vs official", "GFLOP", "GFLOP/s", "peak MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['device']} | {r['mode']} | {r['amp']} | {r['mean_s']:.3f} | "
-                     f"{r['min_s']:.3f} | {r['peak_mem_mb']:.0f} | {r['mem_kind']} | {r['rss_before_mb']:.0f} | "
-                     f"{r['params_m']} |")
-    size = rows[0]["size"] if rows else "?"
-    return (f"# TC-MoA speed ({size} pair, random weights)\n\n" + "\n".join(lines) +
-            f"\n\nwarm-up {rows[0]['warmup'] if rows else '?'}, timed runs {rows[0]['runs'] if rows else '?'}, "
-            f"torch {rows[0]['torch'] if rows else '?'}, {rows[0]['threads'] if rows else '?'} CPU threads.\n")
+        ratio = "baseline" if r["path"] == "official" else (f"{r['ratio']:.2f}x" if r["ratio"] == r["ratio"] else "")
+        gflop = "" if r["gflop"] != r["gflop"] else f"{r['gflop']:.0f}"
+        rate = "" if r["gflops_per_s"] != r["gflops_per_s"] else f"{r['gflops_per_s']:.0f}"
+        lines.append(f"| {r['section']} | {r['case']} | {r['size']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
+                     f"{ratio} | {gflop} | {rate} | {r['peak_mem_mb']:.0f} |")
+    first = rows[0] if rows else {}
+    return ("# TC-MoA speed and memory\n\n" + "\n".join(lines) +
+            f"\n\nMachine: {platform.machine()}, {first.get('threads', '?')} torch threads on "
+            f"{first.get('device', '?')}, torch {first.get('torch', '?')}. Attainable GEMM peak measured in the same "
+            f"run (2048x2048 `torch.mm`): fp32 {peak.get('fp32', '?')} GFLOP/s, bf16 {peak.get('bf16', '?')} "
+            "GFLOP/s. GFLOP counts matrix products, convolutions and attention (`torch.utils.flop_counter`); the "
+            "official-style forward computes both streams through every decoder block and decodes every pixel, "
+            "so it counts more. Peak memory: the case process's peak RSS (weights and runtime included).\n")
+
+
+def _ratios(rows: list[dict]) -> None:
+    base: dict[str, float] = {}
+    for r in rows:
+        if r["path"] == "official":
+            base[r["section"]] = r["median_s"]
+    for r in rows:
+        b = base.get(r["section"])
+        r["ratio"] = round(b / r["median_s"], 3) if b and r["median_s"] > 0 else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     if args.child:
-        print(json.dumps(_run_case(json.loads(args.child))))
+        payload = json.loads(args.child)
+        if payload.get("peak"):
+            print(json.dumps(_gemm_peak(payload["threads"], payload["device"])))
+        else:
+            print(json.dumps(_run_case(payload)))
         return 0
     setup_script_logging()
-    import torch
-
-    from fusion.utils.device import resolve_device
-
-    device = resolve_device(args.device)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    models = [m if m.startswith("tcmoa_") else f"tcmoa_{m}" for m in models]
-    for m in models:
-        if m not in ("tcmoa_tiny", "tcmoa_small", "tcmoa_base", "tcmoa_large"):
-            raise ConfigError(f"--models: unknown model {m!r} (tiny, small, base, large)")
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if any(m not in ("default", "official") for m in modes):
-        raise ConfigError(f"--modes: expected default and/or official, got {args.modes!r}")
-    amps = [a.strip() for a in (args.amp or ("none,bf16" if device.type == "cuda" else "none")).split(",")]
-    if any(a not in ("none", "bf16", "fp16") for a in amps):
-        raise ConfigError(f"--amp: expected none, bf16, fp16, got {args.amp!r}")
-    try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size: expected WxH, got {args.size!r}") from None
-    warmup = 1 if args.warmup is None else args.warmup
-    runs = args.runs or (10 if device.type == "cuda" else 2)
-    if runs < 1 or warmup < 0:
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown or not sections:
+        raise ConfigError(f"--sections: unknown {', '.join(unknown) or '(none given)'}; expected {', '.join(SECTIONS)}")
+    if args.runs < 1 or args.warmup < 0:
         raise ConfigError("--runs must be >= 1 and --warmup >= 0")
 
+    def child(payload: dict) -> dict | None:
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(payload)], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            log.error("%s failed: %s", payload.get("case", "peak"),
+                      (proc.stderr.strip().splitlines() or ["no output"])[-1])
+            return None
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    peak = child({"peak": True, "threads": args.threads, "device": args.device}) or {}
     rows = []
-    for model in models:
-        for mode in modes:
-            for amp in amps:
-                case = {"model": model, "device": str(device), "mode": mode, "amp": amp, "width": width,
-                        "height": height, "warmup": warmup, "runs": runs, "batch_size": args.batch_size,
-                        "threads": args.threads}
-                log.info("running %s %s amp=%s on %s", model, mode, amp, device)
-                proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True,
-                                      text=True, check=False)
-                if proc.returncode != 0:
-                    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                    log.error("%s %s amp=%s failed: %s", model, mode, amp, tail)
-                    continue
-                row = json.loads(proc.stdout.strip().splitlines()[-1])
-                log.info("%s %s amp=%s: %.3f s/pair, peak %.0f MB", model, mode, amp, row["mean_s"],
-                         row["peak_mem_mb"])
-                rows.append(row)
+    for case in _cases(sections):
+        case = {"warmup": args.warmup, "runs": args.runs, **case, "threads": args.threads, "device": args.device}
+        log.info("%s: %s", case["section"], case["case"])
+        row = child(case)
+        if row is not None:
+            log.info("  %.3f s (median of %d), peak %.0f MB", row["median_s"], case["runs"], row["peak_mem_mb"])
+            rows.append(row)
+    _ratios(rows)
     out = Path(args.out)
-    csv_lines = [",".join(FIELDS)] + [",".join(str(r[f]) for f in FIELDS) for r in rows]
-    atomic_write_text(out / "bench_model.csv", "\n".join(csv_lines) + "\n")
-    atomic_write_text(out / "bench_model.md", _markdown(rows))
-    log.info("wrote %s and %s (torch %s)", out / "bench_model.csv", out / "bench_model.md", torch.__version__)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "bench_model.csv", buf.getvalue())
+    md = _markdown(rows, peak)
+    atomic_write_text(out / "bench_model.md", md)
+    print(md)
     return 0 if rows else 1
 
 

@@ -59,7 +59,8 @@ def test_tiny_uses_shipped_weights_when_present(monkeypatch, tiny_ckpt):
 def test_spec_with_checkpoint_fuses_and_batches(tiny_ckpt):
     fuser = create_fuser(f"tcmoa_tiny:{tiny_ckpt}", device="cpu", batch_size=2)
     s = fuser.settings()
-    assert s["variant"] == "tcmoa_tiny" and s["compat"] == "default" and s["tile"] == 448 and s["amp_dtype"] is None
+    assert s["variant"] == "tcmoa_tiny" and s["compat"] == "default" and s["amp_dtype"] is None
+    assert s["tile"] is None and s["max_pixels"] == 2_500_000  # whole frames up to 2.5 MP, auto tiles beyond
     assert repr(fuser).startswith("TCMoAFuser(")
     pairs = [pair(40, 60, 1), pair(30, 90, 2), pair(40, 60, 3)]
     batch = fuser.fuse_batch([p[0] for p in pairs], [p[1] for p in pairs], "vif")
