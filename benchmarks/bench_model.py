@@ -12,7 +12,9 @@ Sections (``--sections``, comma list):
 * ``frame``: ``tcmoa_base``, one 640x480 pair: the official predict strategy (four 448x448 tiles, official
   forward) against our default path (one whole-frame pass) in float32 and bf16;
 * ``shipped``: the shipped ``tcmoa_tiny`` through the ``Fuser`` interface (uint8 in, uint8 out) at 320x240,
-  640x480 and 1280x1024, against the official-style forward of the same weights with the official strategy;
+  640x480 and 1280x1024, against the official-style forward of the same weights with the official strategy
+  (float32 only: its analytic codec backbone carries the image in small offsets on a large constant direction,
+  which bf16 rounds away; ``gpu_check.py`` measures that);
 * ``memory``: peak memory of ``tcmoa_tiny`` with random weights (every block computed) at 0.3, 1.2 and 5 MP on the
   default path: frames beyond ``max_pixels`` are tiled, so memory stays bounded.
 
@@ -68,7 +70,6 @@ def _cases(sections: list[str]) -> list[dict]:
         add("shipped", "official-style, shipped weights", "tcmoa_tiny:shipped", "official", "none", (640, 480))
         for size in ((320, 240), (640, 480), (1280, 1024)):
             add("shipped", f"fuser {size[0]}x{size[1]} fp32", "tcmoa_tiny:shipped", "fuser", "none", size)
-        add("shipped", "fuser 640x480 bf16", "tcmoa_tiny:shipped", "fuser", "bf16", (640, 480))
     if "memory" in sections:
         for mp, size in ((0.3, (640, 480)), (1.2, (1280, 960)), (5.0, (2592, 1944))):
             add("memory", f"{mp} MP", "tcmoa_tiny", "default", "none", size, runs=1, warmup=0)

@@ -49,6 +49,7 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=10, help="timed calls per case (median)")
     p.add_argument("--budget-s", type=float, default=420.0, help="skip cases that would start after this")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile cases")
+    p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # "cpu": the test suite's smoke run
     return p.parse_args(argv)
 
 
@@ -75,18 +76,25 @@ def _rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
 
 
-def _timed(call, runs: int) -> tuple[float, float]:
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(call, runs: int, device: str) -> tuple[float, float]:
     call()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(runs):
-        torch.cuda.synchronize()
+        _sync(device)
         t0 = time.perf_counter()
         call()
-        torch.cuda.synchronize()
+        _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), torch.cuda.max_memory_allocated() / 2**20
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
+    return statistics.median(times), peak
 
 
 def correctness(args: argparse.Namespace) -> list[dict]:
@@ -98,17 +106,19 @@ def correctness(args: argparse.Namespace) -> list[dict]:
     pairs = _pairs(Path(args.data), args.pairs)
     rows = []
     torch.manual_seed(0)
-    base = create_model("tcmoa_base").cuda().eval()
-    randomize(base, seed=0)
-    for label, build in (("tcmoa_tiny (shipped)", lambda amp: create_fuser("tcmoa_tiny", device="cuda",
-                                                                             amp_dtype=amp)),
-                         ("tcmoa_base (random)", lambda amp: create_fuser("tcmoa_base", device="cuda",
-                                                                            amp_dtype=amp, model=base))):
+    dev = args.device
+    builders = [("tcmoa_tiny (shipped)", lambda amp: create_fuser("tcmoa_tiny", device=dev, amp_dtype=amp))]
+    if "base" in args.models:
+        base = create_model("tcmoa_base").to(dev).eval()
+        randomize(base, seed=0)
+        builders.append(("tcmoa_base (random)", lambda amp: create_fuser("tcmoa_base", device=dev, amp_dtype=amp,
+                                                                         model=base)))
+    for label, build in builders:
         ref = build(None)
         fused32 = {name: ref.fuse(v, i, "vif") for name, v, i in pairs}
         scores32 = {name: evaluate(fused32[name], i, v, profile="vifb", metrics=["SSIM", "Qabf"])
                     for name, v, i in pairs}
-        for amp in ("bf16", "fp16"):
+        for amp in ("bf16", "fp16") if dev.startswith("cuda") else ("bf16",):
             fuser = build(amp)
             diff, d_ssim, d_qabf = 0, [], []
             for name, v, i in pairs:
@@ -131,15 +141,18 @@ def throughput(args: argparse.Namespace, t_start: float) -> list[dict]:
 
     rows: list[dict] = []
     h, w = 480, 640
+    dev = args.device
     for short in [m.strip() for m in args.models.split(",") if m.strip()]:
         name = short if short.startswith("tcmoa_") else f"tcmoa_{short}"
         torch.manual_seed(0)
-        model = create_model(name).cuda().eval()
+        model = create_model(name).to(dev).eval()
         randomize(model, seed=0)
-        one = torch.rand(1, 3, h, w, device="cuda"), torch.rand(1, 3, h, w, device="cuda")
-        many = torch.rand(args.batch, 3, h, w, device="cuda"), torch.rand(args.batch, 3, h, w, device="cuda")
+        one = torch.rand(1, 3, h, w, device=dev), torch.rand(1, 3, h, w, device=dev)
+        many = torch.rand(args.batch, 3, h, w, device=dev), torch.rand(args.batch, 3, h, w, device=dev)
         reference = ReferenceTCMoA(model)
-        cases = [("official-style forward, 4 tiles, fp16 autocast", reference, "official", "fp16", None),
+        official_amp = "fp16" if dev.startswith("cuda") else "bf16"
+        cases = [(f"official-style forward, 4 tiles, {official_amp} autocast", reference, "official", official_amp,
+                  None),
                  ("ours whole frame fp32", model, "default", None, None),
                  ("ours whole frame bf16", model, "default", "bf16", None)]
         if not args.no_compile:
@@ -156,19 +169,21 @@ def throughput(args: argparse.Namespace, t_start: float) -> list[dict]:
                 net = _CompiledView(model, torch.compile(model, mode=compile_mode, dynamic=False))
             try:
                 lat, mem1 = _timed(partial(fuse_tensors, net, *one, "vif", compat=compat, amp_dtype=amp),
-                                   args.runs)
+                                   args.runs, dev)
                 per_call, mem = _timed(partial(fuse_tensors, net, *many, "vif", compat=compat, amp_dtype=amp,
-                                               batch_size=args.batch), max(3, args.runs // 3))
+                                               batch_size=args.batch), max(3, args.runs // 3), dev)
             except Exception as exc:  # noqa: BLE001 - report the case, keep the run going
                 rows.append({"model": name, "case": label, "skipped": f"{type(exc).__name__}: {exc}"[:200]})
                 continue
             fps = args.batch / per_call
             baseline = baseline or fps
             rows.append({"model": name, "case": label, "latency_ms": round(lat * 1e3, 2), "fps": round(fps, 1),
-                         "peak_mem_mb": round(max(mem, mem1)), "ratio": round(fps / baseline, 2), "skipped": ""})
+                         "peak_mem_mb": round(max(mem, mem1)) if mem == mem else "",
+                         "ratio": round(fps / baseline, 2), "skipped": ""})
             print(rows[-1], flush=True)
         del model, reference
-        torch.cuda.empty_cache()
+        if dev.startswith("cuda"):
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -193,12 +208,12 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check.py: no CUDA device; run it on the GPU machine", file=sys.stderr)
         return 2
     t_start = time.perf_counter()
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here
-    gpu = torch.cuda.get_device_name(0)
+    gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU ({os.cpu_count()} cores)"
     print(f"{gpu}, torch {torch.__version__}, CUDA {torch.version.cuda}", flush=True)
     corr = correctness(args)
     thr = throughput(args, t_start)
