@@ -39,7 +39,8 @@ log = get_logger("bench_stream")
 SHARED = Path(os.environ.get("TCMOA_SHARED_DATA", ROOT.parent / "shared" / "data"))
 DEFAULT_CLIP = "1230_1202"
 COLUMNS = [
-    "method", "device", "precision", "batch", "frames", "rounds", "fuser_fps", "pipeline_fps", "ratio", "meets_0.9",
+    "method", "size", "device", "precision", "batch", "frames", "rounds", "fuser_fps", "pipeline_fps", "ratio",
+    "meets_0.9",
     "fuse_ms", "read_ms", "write_ms", "temporal_ms", "temporal_measured", "latency_p50_ms", "latency_p99_ms",
 ]
 
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--no-temporal", action="store_true", help="pipeline without the temporal measures")
+    p.add_argument("--size", action="append", default=None,
+                   help="WxH to resize the clip to before both measurements (repeatable; default: the clip's own "
+                        "size). E.g. --size 320x240 for the resolution of common thermal cores")
     p.add_argument("--out", required=True, help="folder for bench_stream.csv / .md (and the fused test videos)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -98,13 +102,51 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def bench_method(method: str, args: argparse.Namespace, out_dir: Path) -> dict:
+def _resized_clip(src: str, size: tuple[int, int], n: int, dest: Path) -> str:
+    """The first ``n`` frames of ``src`` resized to ``size`` (W, H), written once as an MP4 in the output folder."""
+    import cv2
+
+    if dest.is_file():
+        return str(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    cap = cv2.VideoCapture(src)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    tmp = dest.with_name(dest.stem + ".partial.mp4")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    count = 0
+    while count < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        writer.write(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
+        count += 1
+    cap.release()
+    writer.release()
+    tmp.replace(dest)
+    return str(dest)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size: expected WxH, got {text!r}") from None
+    if w < 16 or h < 16:
+        raise InputError(f"--size: {text!r} is too small")
+    return w, h
+
+
+def bench_method(method: str, args: argparse.Namespace, out_dir: Path, size: tuple[int, int] | None = None) -> dict:
     import cv2
 
     from fusion.stream import StreamConfig, StreamPipeline, build_stream_fuser
 
-    vis = _decode(args.vis, args.frames)
-    ir = _decode(args.ir, args.frames)
+    vis_path, ir_path = args.vis, args.ir
+    if size is not None:
+        vis_path = _resized_clip(args.vis, size, args.frames, out_dir / "clips" / f"vis_{size[0]}x{size[1]}.mp4")
+        ir_path = _resized_clip(args.ir, size, args.frames, out_dir / "clips" / f"ir_{size[0]}x{size[1]}.mp4")
+    vis = _decode(vis_path, args.frames)
+    ir = _decode(ir_path, args.frames)
     n = min(len(vis), len(ir))
     if n < 2:
         raise InputError(f"{args.vis}, {args.ir}: fewer than 2 frames decoded")
@@ -119,7 +161,8 @@ def bench_method(method: str, args: argparse.Namespace, out_dir: Path) -> dict:
         only.append(_fuser_only(fuser, vis, ir, args.batch))
         cfg = StreamConfig(batch=args.batch, max_frames=n, progress=False, temporal=not args.no_temporal,
                            handle_sigint=False)
-        pipe = StreamPipeline(args.vis, args.ir, fuser, config=cfg, outputs=[out_dir / f"bench_{_safe(method)}.mp4"])
+        pipe = StreamPipeline(vis_path, ir_path, fuser, config=cfg,
+                              outputs=[out_dir / f"bench_{_safe(method)}_{w}x{h}.mp4"])
         last = pipe.run()
         if last["frames_out"] != n:
             raise InputError(f"pipeline fused {last['frames_out']} frames, expected {n}")
@@ -129,7 +172,8 @@ def bench_method(method: str, args: argparse.Namespace, out_dir: Path) -> dict:
     st = last["stages_ms"]
     ratio = p_fps / f_fps
     return {
-        "method": method, "device": str(args.device), "precision": args.precision, "batch": args.batch, "frames": n,
+        "method": method, "size": f"{w}x{h}",
+        "device": str(args.device), "precision": args.precision, "batch": args.batch, "frames": n,
         "rounds": args.rounds, "fuser_fps": round(f_fps, 2), "pipeline_fps": round(p_fps, 2),
         "ratio": round(ratio, 3), "meets_0.9": ratio >= 0.9,
         "fuse_ms": st["fuse"].get("mean_ms"),
@@ -175,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out)
     check_output_location(out_dir / "bench_stream.csv", [args.ir, args.vis])
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [bench_method(m, args, out_dir) for m in (args.method or ["gff"])]
+    sizes = [_parse_size(s) for s in args.size] if args.size else [None]
+    rows = [bench_method(m, args, out_dir, size) for m in (args.method or ["gff"]) for size in sizes]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
     writer.writeheader()

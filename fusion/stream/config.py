@@ -44,6 +44,8 @@ class StreamConfig:
         temporal: compute temporal-consistency measures of the fused stream, in a low-priority thread of its own;
             transitions are skipped (and counted) rather than slowing the stream when that thread falls behind.
         temporal_max_side: frame size (longer side) for the temporal measures; small, since optical flow is costly.
+        temporal_budget: the largest share of the wall time the temporal measures may take (0.05: a twentieth); beyond
+            it transitions are skipped and counted, so that on a small machine they do not slow the fuser.
         progress: tqdm bar for file sources.
         handle_sigint: turn the first Ctrl-C into a clean stop (only when run from the main thread).
         serve_linger_s: keep the MJPEG server up this long after the end (``-1``: until Ctrl-C).
@@ -65,6 +67,7 @@ class StreamConfig:
     fps: float | None = None
     temporal: bool = True
     temporal_max_side: int = 160
+    temporal_budget: float = 0.05
     progress: bool = True
     handle_sigint: bool = True
     serve_linger_s: float = 0.0
@@ -112,6 +115,8 @@ class StreamConfig:
             raise ConfigError(f"register_frames={self.register_frames}: must be >= 1")
         if self.fps is not None and self.fps <= 0:
             raise ConfigError(f"fps={self.fps}: must be > 0")
+        if not 0 < self.temporal_budget <= 1:
+            raise ConfigError(f"temporal_budget={self.temporal_budget}: must lie in (0, 1]")
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

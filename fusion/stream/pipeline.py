@@ -145,6 +145,7 @@ class StreamPipeline:
         self.temporal = TemporalConsistency(max_side=self.config.temporal_max_side) if self.config.temporal else None
         self._out_size: tuple[int, int] | None = None
         self._analysis_q: queue.Queue | None = None
+        self._t_run_start = time.monotonic()
         self._closing = False
         self._lingering = False
 
@@ -247,6 +248,7 @@ class StreamPipeline:
             bar = tqdm(total=plan.total, unit="frame", desc="fuse", leave=False, dynamic_ncols=True)
         writer = threading.Thread(target=self._output_loop, args=(out_q, bar), name="stream-output", daemon=True)
         analysis = None
+        self._t_run_start = t_start
         if self.temporal is not None:
             self._analysis_q = queue.Queue(maxsize=8)
             analysis = threading.Thread(target=self._analysis_loop, args=(self._analysis_q,), name="stream-temporal",
@@ -469,7 +471,13 @@ class StreamPipeline:
             return previous
         current = (item.fused, item.vis, item.ir)
         if previous is not None and self.temporal is not None:
-            try:  # measuring must never slow the stream: skip a transition rather than wait
+            # measuring must never slow the stream: skip a transition rather than wait, and keep the measures'
+            # share of the wall time within the budget (they compete with the fuser for the same cores)
+            spent = self.timers.temporal.total
+            if spent > self.config.temporal_budget * (time.monotonic() - self._t_run_start):
+                self.temporal.skipped += 1
+                return current
+            try:
                 analysis_q.put_nowait((previous, current))
             except queue.Full:
                 self.temporal.skipped += 1
