@@ -219,3 +219,35 @@ def test_fuse_arrays_uint8(tiny):
         fuse_arrays(tiny, a, b[:30])
     with pytest.raises(InputError):
         fuse_arrays(tiny, a.astype(np.float32), b)
+
+
+@pytest.mark.shared_data
+def test_bf16_moves_ssim_and_qabf_within_half_a_percent_on_real_pairs(shared_data):
+    """The reduced-precision band stated in the README: bf16 autocast against float32, on real VIFB/TNO pairs, with a
+    model that computes every block (random weights: the shipped codec refuses reduced precision)."""
+    from fusion.fusers.base import create_fuser
+    from fusion.metrics import evaluate
+    from fusion.models.reference import randomize
+    from fusion.utils.io import read_image
+
+    torch.manual_seed(0)
+    model = create_model("tcmoa_tiny").eval()
+    randomize(model, seed=0)
+    exact = create_fuser("tcmoa_tiny", device="cpu", model=model)
+    fast = create_fuser("tcmoa_tiny", device="cpu", model=model, amp_dtype="bf16")
+    for name in ("vifb/vis/carLight.jpg", "tno/vis/" + sorted(p.name for p in (shared_data / "tno/vis").iterdir())[0]):
+        vis = read_image(shared_data / name)
+        ir = read_image(shared_data / name.replace("/vis/", "/ir/"))
+        f32, f16 = exact.fuse(vis, ir, "vif"), fast.fuse(vis, ir, "vif")
+        assert np.abs(f32.astype(int) - f16.astype(int)).max() <= 3
+        s32 = evaluate(f32, ir, vis, profile="vifb", metrics=["SSIM", "Qabf"])
+        s16 = evaluate(f16, ir, vis, profile="vifb", metrics=["SSIM", "Qabf"])
+        for key in ("SSIM", "Qabf"):
+            assert abs(s16[key] / s32[key] - 1) <= 0.005, (name, key, s32[key], s16[key])
+
+
+def test_codec_backbone_refuses_reduced_precision():
+    from fusion.fusers.base import create_fuser
+
+    with pytest.raises(ConfigError, match="codec backbone.*float32"):
+        create_fuser("tcmoa_tiny", device="cpu", amp_dtype="bf16")

@@ -491,7 +491,8 @@ class StreamPipeline:
         ir, vis, labels = item.ir, item.vis, self.config.labels
         self.server.update(
             lambda: side_by_side([ir, vis, shown], labels, text),
-            {"frame": item.pair.seq, "frames_out": self.clock.frames, "status": text},
+            {"frame": item.pair.seq, "frames_out": self.clock.frames, "status": text, "method": self.fuser.name,
+             "fps": round(self.clock.recent_fps(), 2), "latency_ms": round((t_written - item.pair.t_capture) * 1e3, 1)},
         )
 
     def _analysis_loop(self, q: queue.Queue) -> None:

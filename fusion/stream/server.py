@@ -8,6 +8,7 @@ server costs almost nothing.
 
 from __future__ import annotations
 
+import html
 import json
 import threading
 import time
@@ -28,8 +29,29 @@ log = get_logger(__name__)
 _BOUNDARY = "fusionframe"
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Fusion stream</title>
-<style>body{{background:#111;color:#ddd;font-family:sans-serif;margin:1em}}img{{max-width:100%}}</style></head>
-<body><h3>{title}</h3><img src="/stream.mjpg" alt="fusion stream"><p>infrared | visible | fused</p></body></html>
+<style>
+body{background:#111;color:#ddd;font-family:sans-serif;margin:1em}
+#status{font-size:1.3em;font-family:monospace;margin:.4em 0}
+img{display:block;max-width:100%}
+</style></head>
+<body><h3>@TITLE@</h3>
+<p id="status">waiting for the first frame</p>
+<img id="view" src="/stream.mjpg" alt="fusion stream">
+<p>infrared | visible | fused</p>
+<script>
+// the fuser, frame rate and latency as text, from /stats.json (the picture carries them too)
+function show(s) {
+  if (s.frames_out === undefined) return;
+  document.getElementById("status").textContent = "fuser: " + s.method + " | " + s.fps.toFixed(1) + " FPS | latency "
+    + s.latency_ms.toFixed(0) + " ms | frame " + s.frames_out;
+}
+async function poll() {
+  try { show(await (await fetch("/stats.json", {cache: "no-store"})).json()); } catch (e) {}
+  setTimeout(poll, 500);
+}
+poll();
+</script>
+</body></html>
 """
 
 
@@ -148,6 +170,10 @@ class MjpegServer:
         return self._stopping.is_set()
 
 
+def _page(title: str) -> bytes:
+    return _PAGE.replace("@TITLE@", html.escape(title)).encode()
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: MjpegServer
     protocol_version = "HTTP/1.0"
@@ -159,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         try:
             if path in ("/", "/index.html"):
-                self._send(HTTPStatus.OK, "text/html; charset=utf-8", _PAGE.format(title=self.owner.title).encode())
+                self._send(HTTPStatus.OK, "text/html; charset=utf-8", _page(self.owner.title))
             elif path == "/stream.mjpg":
                 self._stream()
             elif path == "/frame.jpg":
