@@ -38,6 +38,7 @@ log = get_logger("bench_stream")
 
 SHARED = Path(os.environ.get("TCMOA_SHARED_DATA", ROOT.parent / "shared" / "data"))
 DEFAULT_CLIP = "1230_1202"
+DEFAULT_SIZES = ("320x240", "640x480")  # common thermal cores, and the clip's own size
 COLUMNS = [
     "method", "size", "device", "precision", "batch", "frames", "rounds", "fuser_fps", "pipeline_fps", "ratio",
     "meets_0.9",
@@ -50,16 +51,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     clip = SHARED / "video_m3svd"
     p.add_argument("--ir", default=str(clip / "infrared" / f"{DEFAULT_CLIP}.mp4"), help="infrared video")
     p.add_argument("--vis", default=str(clip / "visible" / f"{DEFAULT_CLIP}.mp4"), help="visible video")
-    p.add_argument("--method", action="append", help="fuser (repeatable; default: gff)")
-    p.add_argument("--frames", type=int, default=60, help="frame pairs per measurement")
+    p.add_argument("--method", action="append", help="fuser (repeatable; default: gff and tcmoa_tiny)")
+    p.add_argument("--frames", type=int, default=200, help="frame pairs per measurement (start-up is included)")
     p.add_argument("--rounds", type=int, default=2, help="alternating fuser-only / pipeline rounds")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--no-temporal", action="store_true", help="pipeline without the temporal measures")
     p.add_argument("--size", action="append", default=None,
-                   help="WxH to resize the clip to before both measurements (repeatable; default: the clip's own "
-                        "size). E.g. --size 320x240 for the resolution of common thermal cores")
+                   help="WxH to resize the clip to before both measurements (repeatable; default: 320x240, the "
+                        "resolution of common thermal cores, and 640x480)")
     p.add_argument("--out", required=True, help="folder for bench_stream.csv / .md (and the fused test videos)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -219,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out)
     check_output_location(out_dir / "bench_stream.csv", [args.ir, args.vis])
     out_dir.mkdir(parents=True, exist_ok=True)
-    sizes = [_parse_size(s) for s in args.size] if args.size else [None]
-    rows = [bench_method(m, args, out_dir, size) for m in (args.method or ["gff"]) for size in sizes]
+    sizes = [_parse_size(s) for s in (args.size or DEFAULT_SIZES)]
+    rows = [bench_method(m, args, out_dir, size) for m in (args.method or ["gff", "tcmoa_tiny"]) for size in sizes]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
     writer.writeheader()

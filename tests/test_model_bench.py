@@ -61,3 +61,17 @@ def test_gpu_check_refuses_without_a_gpu(repo_root, tmp_path):
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "PYTHONPATH": str(repo_root)})
     assert proc.returncode == 2 and "no CUDA device" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.shared_data
+def test_bench_stream_resizes_the_clip_and_reports_each_size(repo_root, tmp_path, shared_data):
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "benchmarks" / "bench_stream.py"), "--method", "average", "--size", "96x64",
+         "--size", "64x48", "--frames", "12", "--rounds", "1", "--no-temporal", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "bench_stream.csv").open()))
+    assert [(r["method"], r["size"], r["frames"]) for r in rows] == [("average", "96x64", "12"),
+                                                                     ("average", "64x48", "12")]
+    assert all(float(r["fuser_fps"]) > 0 and float(r["pipeline_fps"]) > 0 for r in rows)
+    assert (tmp_path / "clips" / "vis_96x64.mp4").is_file()
