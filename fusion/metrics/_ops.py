@@ -76,6 +76,18 @@ def rgb2gray(img: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(g + 0.5), 0, 255).astype(np.uint8)
 
 
+def opencv_gray(img: np.ndarray) -> np.ndarray:
+    """Grey levels as ``np.round(cv2.cvtColor(img.astype('float32'), BGR2GRAY))`` of an image read by OpenCV (the
+    CDDFuse ``Evaluator``): float32 weights 0.299 R + 0.587 G + 0.114 B, then round half to even. ``img`` is RGB
+    uint8 ``(H, W, 3)`` or grey ``(H, W)`` (OpenCV reads a grey file as three equal channels, which give the grey
+    value back). Returns float32."""
+    import cv2
+
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.round(cv2.cvtColor(np.ascontiguousarray(img, dtype=np.float32), cv2.COLOR_RGB2GRAY))
+
+
 def _as_kernel(k: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.asarray(k, dtype=np.float64), dtype=like.dtype, device=like.device)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fusion.errors import InputError
-from fusion.metrics._ops import RGB2GRAY_WEIGHTS, rgb2gray
+from fusion.metrics._ops import RGB2GRAY_WEIGHTS, opencv_gray, rgb2gray
 from fusion.metrics.registry import Profile, Sample, get_profile
 from fusion.utils.device import resolve_device
 
@@ -43,6 +43,8 @@ def _to_planes(img: np.ndarray, profile: Profile, channels: int) -> np.ndarray:
     if profile.color == "gray":
         g = rgb2gray(img) if img.ndim == 3 else img
         return g[None].astype(np.float64)
+    if profile.color == "opencv_gray":
+        return opencv_gray(img)[None].astype(np.float64)
     if channels == 1:
         g = rgb2gray(img) if img.ndim == 3 else img
         return g[None].astype(np.float64)

@@ -1,4 +1,4 @@
-"""The built-in metric profiles: ``tang``, ``tang_legacy``, ``vifb`` and ``mefb``.
+"""The built-in metric profiles: ``tang``, ``tang_legacy``, ``vifb``, ``mefb`` and ``cddfuse``.
 
 Each profile reproduces one reference implementation, quirks included; the conventions are listed in
 ``Profile.conventions`` and in the metrics README. ``A`` and ``B`` below are the two sources (ir, vis), ``F`` the
@@ -7,6 +7,7 @@ fused image.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -18,7 +19,15 @@ from fusion.metrics.fmi import fmi
 from fusion.metrics.gradient import nabf, qabf
 from fusion.metrics.perceptual import normalize1, qcb, qcv, qp, vif_pixel, viff
 from fusion.metrics.registry import MetricDef, Profile, Sample, register_profile
-from fusion.metrics.structural import mef_ms_ssim, mef_ssim, q_cvejic, q_piella_edge, q_yang, ssim
+from fusion.metrics.structural import (
+    mef_ms_ssim,
+    mef_ssim,
+    q_cvejic,
+    q_piella_edge,
+    q_yang,
+    ssim,
+    ssim_skimage_float32,
+)
 
 Fn3 = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -327,6 +336,70 @@ register_profile(
             "NMI, QNCIE, TE on images min-max normalised to 0..255 (normalize1); MI-type logs in bits",
             "VIF is Han et al.'s VIFF (not Sheikh's VIF); Qw is Piella's index on Prewitt edge images",
             "MEF_SSIM on MATLAB-grey images (3 scales); PSNR and Qabf as in VIFB",
+        ),
+    )
+)
+
+# --------------------------------------------------------------------------------------------------------------------
+# cddfuse
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _cdd_mse(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (st.mse(a, f) + st.mse(b, f)) / 2
+
+
+def _cdd_psnr(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    peak = f.flatten(1).max(dim=1).values
+    return 10 * torch.log10(peak * peak / _cdd_mse(f, a, b))
+
+
+_CDDFUSE = {
+    "EN": _m("EN", gray(lambda f, a, b: info.entropy(f)), "entropy of F, bits"),
+    "SD": _m("SD", gray(lambda f, a, b: st.standard_deviation(f)), "standard deviation on [0, 255]"),
+    "SF": _m("SF", gray(lambda f, a, b: st.spatial_frequency(f)), "sqrt(mean(dx^2) + mean(dy^2)) on [0, 255]"),
+    "AG": _m("AG", gray(lambda f, a, b: st.average_gradient_mean(f)), "mean of sqrt((gx^2 + gy^2) / 2) over H*W"),
+    "MI": _m(
+        "MI",
+        gray(lambda f, a, b: info.mutual_information(a, f, base=math.e) + info.mutual_information(b, f, base=math.e)),
+        "MI(F,A) + MI(F,B) in nats",
+    ),
+    "MSE": _m("MSE", gray(_cdd_mse), "(MSE(A,F) + MSE(B,F)) / 2 on [0, 255]", higher=False),
+    "CC": _m("CC", gray(lambda f, a, b: st.correlation_coefficient(a, b, f)), "(r(A,F) + r(B,F)) / 2"),
+    "PSNR": _m("PSNR", gray(_cdd_psnr), "10 log10(max(F)^2 / MSE), MSE on [0, 255]"),
+    "SCD": _m("SCD", gray(lambda f, a, b: st.scd(a, b, f)), "r(F-B, A) + r(F-A, B)"),
+    "VIF": _m("VIF", gray(lambda f, a, b: vif_pixel(a, f) + vif_pixel(b, f)), "VIF(A,F) + VIF(B,F) (its 'VIFF')"),
+    "Qabf": _m("Qabf", gray(lambda f, a, b: qabf(a, b, f)), "Qabf on [0, 255]"),
+    "SSIM": _m(
+        "SSIM",
+        gray(lambda f, a, b: ssim_skimage_float32(f, a) + ssim_skimage_float32(f, b)),
+        "SSIM(F,A) + SSIM(F,B), scikit-image 0.19 on float32, data range 2",
+    ),
+}
+
+register_profile(
+    Profile(
+        name="cddfuse",
+        description=(
+            "The CDDFuse Python Evaluator (Zhaozixiang1228/MMIF-CDDFuse utils/Evaluator.py), copied by EMMA, "
+            "IF-FILM, DDFM and others, with the scikit-image its repository pins (0.19.2)."
+        ),
+        color="opencv_gray",
+        metrics=_CDDFUSE,
+        default=tuple(_CDDFUSE),
+        conventions=(
+            "grey via OpenCV: np.round(cvtColor(float32 image, BGR2GRAY)), weights 0.299/0.587/0.114 in float32, "
+            "round half to even; every metric on the 0..255 values",
+            "EN in bits on uint8(round(F)); MI = MI(F,A) + MI(F,B) in nats (scikit-learn mutual_info_score of the "
+            "grey levels); SD population; SF = sqrt(mean(dx^2) + mean(dy^2)); AG = mean of sqrt((gx^2+gy^2)/2) over "
+            "all H*W pixels (MATLAB-style gradient)",
+            "MSE = (MSE(A,F) + MSE(B,F)) / 2 on 0..255 (not normalised); PSNR = 10 log10(max(F)^2 / MSE): the peak is "
+            "the fused image's maximum, not 255",
+            "CC = (r(A,F) + r(B,F)) / 2; SCD = r(A, F-B) + r(B, F-A); Qabf as Xydeas-Petrovic on 0..255 with the "
+            "g_A = g_F quirk; VIF (the Evaluator's 'VIFF') = Sheikh's multi-scale pixel VIF(A,F) + VIF(B,F), "
+            "sigma_n^2 = 2",
+            "SSIM = SSIM(F,A) + SSIM(F,B) (a sum, up to 2) by scikit-image 0.19.2 on float32 images: data range 2 "
+            "(the float dtype range), 7x7 uniform window, sample covariance, map cropped by 3, float32 arithmetic",
         ),
     )
 )

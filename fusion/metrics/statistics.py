@@ -17,6 +17,7 @@ __all__ = [
     "spatial_frequency",
     "spatial_frequency_sum",
     "average_gradient",
+    "average_gradient_mean",
     "edge_intensity",
     "mse",
     "root_sse_per_pixel",
@@ -67,6 +68,13 @@ def average_gradient(x: torch.Tensor) -> torch.Tensor:
     gx, gy = gradient(x)
     s = torch.sqrt((gx * gx + gy * gy) / 2)
     return s.sum(dim=(1, 2)) / ((x.shape[1] - 1) * (x.shape[2] - 1))
+
+
+def average_gradient_mean(x: torch.Tensor) -> torch.Tensor:
+    r"""AG as the CDDFuse ``Evaluator`` computes it: :math:`\operatorname{mean} \sqrt{(g_x^2 + g_y^2)/2}` over all
+    :math:`H W` pixels, with the same central/one-sided differences as MATLAB ``gradient``."""
+    gx, gy = gradient(x)
+    return torch.sqrt((gx * gx + gy * gy) / 2).mean(dim=(1, 2))
 
 
 _SOBEL = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])

@@ -67,6 +67,50 @@ def ssim_matlab(a: torch.Tensor, ref: torch.Tensor, *, data_range: float = 255.0
     return smap.mean(dim=(1, 2))
 
 
+def ssim_skimage_float32(
+    a: torch.Tensor, b: torch.Tensor, *, data_range: float = 2.0, win_size: int = 7
+) -> torch.Tensor:
+    r"""scikit-image 0.19's ``structural_similarity(a, b)`` on float32 images, as the CDDFuse ``Evaluator`` calls it.
+
+    Conventions of that call, all reproduced: the images are ``float32`` and so is every intermediate (scikit-image
+    keeps float32 inputs in float32 since 0.19); ``data_range`` defaults to the dtype's range, 2 for floats (so
+    :math:`C_1 = (0.01 \cdot 2)^2`, :math:`C_2 = (0.03 \cdot 2)^2` on images holding 0..255); a 7x7 uniform window
+    (``scipy.ndimage.uniform_filter``, reflect borders); sample covariances (:math:`N/(N-1)`, N = 49); the SSIM map
+    cropped by 3 pixels on each side and averaged in float64. The float32 arithmetic matters: with these tiny
+    constants, flat regions are decided by float32 cancellation, so the operations run in scikit-image's order.
+
+    Args:
+        a, b: ``(B, H, W)`` grey levels.
+    Returns:
+        ``(B,)`` float64.
+    """
+    from scipy.ndimage import uniform_filter
+
+    if a.shape != b.shape or a.dim() != 3:
+        raise ValueError(f"expected two (B, H, W) batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    cov_norm = win_size * win_size / (win_size * win_size - 1.0)
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    pad = (win_size - 1) // 2
+    out = []
+    for x, y in zip(a.cpu().numpy().astype(np.float32), b.cpu().numpy().astype(np.float32)):
+        ux = uniform_filter(x, size=win_size)
+        uy = uniform_filter(y, size=win_size)
+        uxx = uniform_filter(x * x, size=win_size)
+        uyy = uniform_filter(y * y, size=win_size)
+        uxy = uniform_filter(x * y, size=win_size)
+        vx = np.float32(cov_norm) * (uxx - ux * ux)
+        vy = np.float32(cov_norm) * (uyy - uy * uy)
+        vxy = np.float32(cov_norm) * (uxy - ux * uy)
+        a1 = np.float32(2) * ux * uy + np.float32(c1)
+        a2 = np.float32(2) * vxy + np.float32(c2)
+        b1 = ux**2 + uy**2 + np.float32(c1)
+        b2 = vx + vy + np.float32(c2)
+        smap = (a1 * a2) / (b1 * b2)
+        out.append(smap[pad:-pad, pad:-pad].mean(dtype=np.float64))
+    return torch.tensor(out, dtype=torch.float64, device=a.device)
+
+
 def _downsample2(x: torch.Tensor) -> torch.Tensor:
     """``imfilter(x, ones(2)/4, 'symmetric', 'same')`` then keep every second pixel (MATLAB ``1:2:end``)."""
     xp = F.pad(x[:, None], (0, 1, 0, 1), mode="replicate")[:, 0]  # symmetric padding by one == replicate
