@@ -26,6 +26,7 @@ from fusion.metrics.structural import (
     q_piella_edge,
     q_yang,
     ssim,
+    ssim_matlab,
     ssim_skimage_float32,
 )
 
@@ -139,16 +140,29 @@ _TANG = {
     "MSE": _m("MSE", gray(_mse01), "mean of the two MSEs on [0, 1]", higher=False),
     "MI": _m(
         "MI",
-        gray(lambda f, a, b: info.mutual_information(a, f) + info.mutual_information(b, f)),
-        "MI(A,F) + MI(B,F) in bits",
+        gray(lambda f, a, b: info.mutual_information(a, f, merge_top=True) + info.mutual_information(b, f, merge_top=True)),  # noqa: E501
+        "MI(A,F) + MI(B,F) in bits, joint histogram indexed by uint8(x) + 1 (levels 254/255 share a bin; Hab.m)",
     ),
     "VIF": _m("VIF", gray(lambda f, a, b: vif_pixel(a, f) + vif_pixel(b, f)), "VIF(A,F) + VIF(B,F)"),
     "AG": _m("AG", gray(lambda f, a, b: st.average_gradient(f)), "average gradient on [0, 255]"),
     "CC": _m("CC", gray(lambda f, a, b: st.correlation_coefficient(a, b, f)), "(r(A,F) + r(B,F)) / 2"),
     "SCD": _m("SCD", gray(lambda f, a, b: st.scd(a, b, f)), "r(F-B, A) + r(F-A, B)"),
     "Qabf": _m("Qabf", gray(lambda f, a, b: qabf(a, b, f)), "Qabf on [0, 255]"),
-    "Nabf": _m("Nabf", gray(lambda f, a, b: nabf(f, a, b)), "Nabf on [0, 255]", higher=False),
-    "SSIM": _m("SSIM", gray(lambda f, a, b: (ssim(f, a) + ssim(f, b)) / 2), "(SSIM(F,A) + SSIM(F,B)) / 2"),
+    "Nabf": _m(
+        "Nabf",
+        gray(lambda f, a, b: nabf(a, b, f)),
+        "what the toolbox reports: analysis_nabf(ir, vis, F), i.e. the infrared image in the fused image's place",
+        higher=False,
+    ),
+    "Nabf_fixed": _m("Nabf_fixed", gray(lambda f, a, b: nabf(f, a, b)), "Nabf with F as the fused image", higher=False),
+    "SSIM": _m(
+        "SSIM",
+        gray(lambda f, a, b: (ssim_matlab(f, a, data_range=1.0) + ssim_matlab(f, b, data_range=1.0)) / 2),
+        "(ssim(F,A) + ssim(F,B)) / 2 with MATLAB's ssim on doubles 0..255 and its default DynamicRange 1",
+    ),
+    "SSIM_wang": _m(
+        "SSIM_wang", gray(lambda f, a, b: (ssim(f, a) + ssim(f, b)) / 2), "Wang's ssim_index (L=255, valid), averaged"
+    ),
     "MS_SSIM": _m("MS_SSIM", gray(lambda f, a, b: mef_ms_ssim(_stack(a, b), f)), "MEF-MS-SSIM, 3 scales"),
     "FMI_pixel": _m(
         "FMI_pixel",
@@ -169,11 +183,20 @@ register_profile(
         ),
         color="gray",
         metrics=_TANG,
-        default=("EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM", "AG", "CC", "PSNR", "MSE"),
+        default=("EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "Nabf", "SSIM", "AG", "CC", "PSNR", "MSE"),
         conventions=(
+            "follows Linfeng-Tang/Evaluation-for-Image-Fusion at commit 0e87153, Evaluation/analysis_Reference.m as "
+            "called by Evaluation_for_Single_Algorithm.m (img1 = infrared, img2 = visible)",
             "gray via MATLAB rgb2gray weights, rounded; every metric on float [0, 255] except MSE/PSNR on [0, 1]",
-            "MI in bits with a full 256x256 joint histogram, summed over the two sources",
-            "VIF summed over the two sources; SSIM (Wang's ssim_index, valid window, L=255) averaged over them",
+            "MI in bits (MI_evaluation.m): MATLAB entropy of each image plus Hab.m's joint histogram indexed by "
+            "uint8(x) + 1, so grey levels 254 and 255 share a bin; summed over the two sources",
+            "VIF summed over the two sources",
+            "SSIM = (ssim(F, ir) + ssim(F, vis)) / 2 with MATLAB's built-in ssim on double images holding 0..255: its "
+            "default DynamicRange 1 gives C1 = 1e-4 and C2 = 9e-4; Gaussian 11x11, sigma 1.5, replicate padding, mean "
+            "of the whole map (SSIM_wang: the former Wang ssim_index variant)",
+            "Nabf = analysis_nabf(ir, vis, F): analysis_nabf's signature is (f, I1, I2), so the toolbox scores the "
+            "infrared image as if it were the fused one; that is the number papers using it report. Nabf_fixed is "
+            "analysis_nabf(F, ir, vis)",
             "SD = population standard deviation; SF = sqrt(mean(dy^2) + mean(dx^2))",
             "PSNR = 10 log10(255^2 / MSE) with MSE on [0, 1] (as the MATLAB code normalises before PSNR)",
         ),
