@@ -199,6 +199,8 @@ class MMoE(nn.Module):
         self.register_buffer("mean", torch.tensor([0.0]))
         self.register_buffer("std", torch.tensor([1.0]))
         self.experts = nn.ModuleList([Expert(dim, hidden) for _ in range(num_experts)])
+        self.record_gates = False  # fusion.models.explain sets it to read the routing
+        self.last_gates: torch.Tensor | None = None
 
     def gating(self, y: torch.Tensor, task: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Gates ``(T, E)`` (before the threshold) and the load ``(E,)`` used by the balancing loss."""
@@ -235,6 +237,8 @@ class MMoE(nn.Module):
         importance = gates.sum(0)
         aux = (cv_squared(importance) + cv_squared(load)) * self.aux_loss_coef
         gates = gates.masked_fill(gates <= self.gate_threshold, 0.0)
+        if self.record_gates:
+            self.last_gates = gates.detach()
         if self.dispatch == "sparse":
             combined = self._combine_sparse(y, gates)
         else:
