@@ -32,6 +32,7 @@ SCRIPTS = {  # console command -> module (pyproject.toml [project.scripts])
     "tcmoa-train": "train_fusion",
     "tcmoa-finetune-e2e": "finetune_e2e",
     "tcmoa-stream": "stream_fuse",
+    "tcmoa-explain": "explain",
 }
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["tcmoa-fuse", "tcmoa-seg-eval", "tcmoa-det-eval", "tcmoa-eval-fusion", "tcmoa-train",
-            "tcmoa-finetune-e2e", "tcmoa-stream"]
+            "tcmoa-finetune-e2e", "tcmoa-stream", "tcmoa-explain"]
 BUILD_INPUTS = ["fusion", "downstream", "pipelines", "configs", "pyproject.toml", "setup.py", "README.md", "LICENSE"]
 
 PROBE = """
