@@ -14,10 +14,15 @@ Examples (``tcmoa-eval-fusion`` is ``python pipelines/eval_fusion.py``)::
     tcmoa-eval-fusion --ir ir --vis vis --fused ours=results/ours,old=results/old --methods ours,average,gff \\
         --out runs/x
 
+    # fused videos: temporal consistency on every transition (flicker, occlusion-masked warping error with both
+    # sources' motion, fidelity), the two sources scored as references
+    tcmoa-eval-fusion --video --vis vis.mp4 --ir ir.mp4 --fused tcmoa_tiny=runs/a.mp4,gff=runs/b.mp4 --out runs/t
+
 Lists (``--fused``, ``--methods``, ``--metrics``) are comma-separated (``--fused`` also takes several words).
 
 Writes ``metrics_<profile>.csv`` (per image; re-running resumes), ``summary_<profile>.md`` (mean ± std per
-method) and ``bar_<profile>.png`` / ``box_<profile>.png`` into ``--out``.
+method) and ``bar_<profile>.png`` / ``box_<profile>.png`` into ``--out``; with ``--video``, ``temporal_video.csv``
+and ``temporal_video.md`` (definitions: ``fusion.stream.temporal``).
 """
 
 from __future__ import annotations
@@ -38,8 +43,13 @@ from fusion.utils.logging import setup_script_logging
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--ir", required=True, type=Path, help="folder of infrared (first source) images")
-    p.add_argument("--vis", required=True, type=Path, help="folder of visible (second source) images")
+    p.add_argument("--ir", required=True, type=Path, help="folder of infrared (first source) images (a video with "
+                   "--video)")
+    p.add_argument("--vis", required=True, type=Path, help="folder of visible (second source) images (a video with "
+                   "--video)")
+    p.add_argument("--video", action="store_true",
+                   help="score fused videos (--fused NAME=VIDEO,...) for temporal consistency on every transition")
+    p.add_argument("--max-side", type=int, default=320, help="--video: frame size (longer side) for the measures")
     p.add_argument("overrides", nargs="*", metavar="fuser.KEY=VALUE",
                    help="settings of the on-the-fly fusers, e.g. fuser.levels=5")
     p.add_argument("--fused", nargs="*", action="extend", default=[],
@@ -76,8 +86,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+VIDEO_COLUMNS = ["method", "transitions", "flicker_ratio", "flicker_excess", "warp_error", "warp_error_source",
+                 "warp_error_excess", "occluded_share", "fidelity"]
+
+
+def run_video(args: argparse.Namespace) -> int:
+    """``--video``: temporal measures of fused videos on every transition, the two sources as reference rows."""
+    import csv
+    import io
+
+    from fusion.stream.temporal import score_videos
+    from fusion.utils.io import atomic_write_text
+
+    fused = {}
+    for item in args.fused:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--fused {item!r}: with --video give NAME=VIDEO")
+        fused[name] = Path(path)
+    if not fused:
+        raise ConfigError("--video needs --fused NAME=VIDEO[,NAME=VIDEO...]")
+    for p in [args.vis, args.ir, *fused.values()]:
+        if not Path(p).is_file():
+            from fusion.errors import InputError
+
+            raise InputError(f"{p}: no such video file")
+    from fusion.stream import check_output_location
+
+    check_output_location(args.out / "temporal_video.csv", [args.vis, args.ir, *fused.values()])
+    rows = score_videos(args.vis, args.ir, fused, max_side=args.max_side,
+                        progress=lambda it, name: tqdm(it, desc=name, unit="frame", file=sys.stderr))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[*VIDEO_COLUMNS, "video"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(args.out / "temporal_video.csv", buf.getvalue())
+    lines = ["| " + " | ".join(VIDEO_COLUMNS) + " |", "|" + "---|" * len(VIDEO_COLUMNS)]
+    lines += ["| " + " | ".join(str(r[c]) for c in VIDEO_COLUMNS) + " |" for r in rows]
+    md = ("# Temporal consistency (every transition)\n\nLower is better for flicker and warping, higher for fidelity; "
+          "`vis` and `ir` are the sources themselves. Definitions: `fusion.stream.temporal`.\n\n"
+          + "\n".join(lines) + "\n")
+    atomic_write_text(args.out / "temporal_video.md", md)
+    print(md)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.video:
+        return run_video(args)
     if args.threads > 0:
         import torch
 
