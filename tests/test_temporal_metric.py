@@ -109,3 +109,19 @@ def test_eval_fusion_video_cli(clips, tmp_path, repo_root):
                           f"x={clips['good']}", "--out", str(out)], capture_output=True, text=True, timeout=120,
                          check=False)
     assert bad.returncode == 2 and "none.mp4" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_every_row_uses_the_same_frames(clips, tmp_path):
+    cap = cv2.VideoCapture(str(clips["good"]))
+    frames = []
+    while len(frames) < 5:
+        ok, f = cap.read()
+        frames.append(f)
+    cap.release()
+    short = tmp_path / "short.avi"
+    wr = cv2.VideoWriter(str(short), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (80, 64))
+    for f in frames:
+        wr.write(f)
+    wr.release()
+    rows = score_videos(clips["vis"], clips["ir"], {"good": clips["good"], "short": short})
+    assert {r["transitions"] for r in rows} == {4}

@@ -284,6 +284,17 @@ def read_video_gray(path: str | Path, max_frames: int | None = None) -> Iterator
         raise InputError(f"{path}: no frame could be decoded")
 
 
+def _count_frames(path: str | Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    try:
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
 def score_videos(vis: str | Path, ir: str | Path, fused: dict[str, str | Path], *, max_side: int | None = 320,
                  max_frames: int | None = None, include_sources: bool = True,
                  progress: Callable[[Iterable, str], Iterable] | None = None) -> list[dict]:
@@ -291,7 +302,8 @@ def score_videos(vis: str | Path, ir: str | Path, fused: dict[str, str | Path], 
 
     Args:
         vis, ir: the source videos (frames paired by index; the infrared frames are resized to the visible size).
-        fused: ``{method: video}``; each is paired by index with the sources (the shortest decides the length).
+        fused: ``{method: video}``; each is paired by index with the sources. Every row uses the same frames: the
+            shortest of all the videos decides the length.
         include_sources: also score the two sources as if they were the output (rows ``vis`` and ``ir``): the
             references a fusion is compared with.
         max_side, max_frames: as :class:`TemporalConsistency`; ``max_frames`` bounds the frames read.
@@ -299,6 +311,9 @@ def score_videos(vis: str | Path, ir: str | Path, fused: dict[str, str | Path], 
     runs = dict(fused)
     if include_sources:
         runs = {"vis": vis, "ir": ir, **runs}
+    # every row on the same frames: the shortest video decides (a live run may have dropped or stopped early)
+    length = min(_count_frames(p) for p in {*map(str, runs.values()), str(vis), str(ir)})
+    max_frames = length if max_frames is None else min(max_frames, length)
     rows = []
     for name, path in runs.items():
         acc = TemporalConsistency(max_side=max_side, flow=True)
