@@ -2,11 +2,18 @@
 
     python benchmarks/bench_metrics.py --out runs/bench_metrics               # all profiles, 3 sizes
     python benchmarks/bench_metrics.py --out runs/b --profiles tang --sizes 640x480 --device cuda
+    python benchmarks/bench_metrics.py --out runs/b --profiles cddfuse --sizes 630x460 \
+        --peer /path/to/MMIF-CDDFuse/utils/Evaluator.py --peer-python /path/to/venv/bin/python
 
 Writes ``bench_metrics.csv`` (profile, metric, size, seconds; metric ``ALL`` = the whole profile in one call) and
 ``bench_metrics.md`` (totals per profile and size, the growth exponent, the slowest metrics at 640x480) to ``--out``.
 Images are synthetic (smooth structure plus noise, colour fused/visible, grey infrared), so timings do not depend on
 any dataset.
+
+``--peer EVALUATOR_PY`` also times the CDDFuse ``Evaluator`` (its 12 metrics on the same grey pair, best of
+``--repeat``, at least 3) in a subprocess of ``--peer-python`` (an environment with its dependencies: numpy, scipy,
+scikit-learn, scikit-image, opencv) and reports the ``cddfuse`` profile's speed-up against it, measured in the same
+run on the same images (``peer`` section of the Markdown, rows ``peer`` in the CSV).
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ import csv
 import io
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fusion.errors import InputError
 from fusion.metrics import evaluate, get_profile, list_profiles
 from fusion.utils.cli import run_cli
 from fusion.utils.io import atomic_write_text
@@ -49,6 +58,55 @@ def _time(fn, repeat: int, sync) -> float:
     return best
 
 
+_PEER = """
+import sys, time, json, importlib.util
+import numpy as np
+spec = importlib.util.spec_from_file_location("Evaluator", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+E = mod.Evaluator
+fi, ir, vi = (np.load(p).astype(np.float32) for p in sys.argv[2:5])
+def run():
+    return [E.EN(fi), E.SD(fi), E.SF(fi), E.AG(fi), E.MI(fi, ir, vi), E.MSE(fi, ir, vi), E.CC(fi, ir, vi),
+            E.PSNR(fi, ir, vi), E.SCD(fi, ir, vi), E.VIFF(fi, ir, vi), E.Qabf(fi, ir, vi), E.SSIM(fi, ir, vi)]
+run()
+best = min((lambda t: (run(), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(int(sys.argv[5])))
+print(json.dumps({"seconds": best}))
+"""
+
+
+def _time_peer(args: argparse.Namespace, f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Best time of the Evaluator's 12 metrics on the grey versions of the pair (as its image_read_cv2 gives them)."""
+    import json
+    import subprocess
+    import tempfile
+
+    from fusion.metrics._ops import opencv_gray
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for name, img in (("f", f), ("a", a), ("b", b)):
+            path = Path(tmp) / f"{name}.npy"
+            np.save(path, opencv_gray(img))
+            paths.append(str(path))
+        proc = subprocess.run([args.peer_python, "-c", _PEER, str(args.peer), *paths, str(max(3, args.repeat))],
+                              capture_output=True, text=True, check=False, timeout=600)
+    if proc.returncode != 0:
+        raise InputError(f"--peer {args.peer}: the Evaluator failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def _peer_section(args: argparse.Namespace, sizes: list[tuple[int, int]], rows: list) -> list[str]:
+    out = ["", "## Against the CDDFuse Evaluator (same run, same images)", "",
+           f"Peer: `{args.peer}` run by `{args.peer_python}`; best of {max(3, args.repeat)}.", "",
+           "| size | Evaluator (s) | cddfuse profile (s) | speed-up |", "|---|---|---|---|"]
+    for w, h in sizes:
+        peer = next(r[3] for r in rows if r[0] == "peer" and r[1] == "Evaluator_ALL" and r[2] == f"{w}x{h}")
+        ours = next(r[3] for r in rows if r[0] == "peer" and r[1] == "cddfuse_ALL" and r[2] == f"{w}x{h}")
+        out.append(f"| {w}x{h} | {peer:.4f} | {ours:.4f} | {peer / ours:.1f}x |")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path)
@@ -58,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--per-metric", action="store_true", help="also time every metric alone (all sizes)")
+    p.add_argument("--peer", type=Path, help="the CDDFuse Evaluator.py to time against the cddfuse profile")
+    p.add_argument("--peer-python", default=sys.executable, help="interpreter with the Evaluator's dependencies")
     args = p.parse_args(argv)
+    if args.peer is not None and not args.peer.is_file():
+        raise InputError(f"--peer {args.peer}: no such file")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     sizes = []
@@ -92,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                     t = _time(run_one, args.repeat, sync)
                     rows.append((prof.name, m, f"{w}x{h}", t))
 
+    if args.peer is not None:
+        for w, h in sizes:
+            f, a, b = synthetic_triple(h, w)
+            rows.append(("peer", "Evaluator_ALL", f"{w}x{h}", _time_peer(args, f, a, b)))
+            ours = _time(lambda f=f, a=a, b=b: evaluate(f, a, b, "cddfuse", device=args.device),
+                         max(3, args.repeat), sync)
+            rows.append(("peer", "cddfuse_ALL", f"{w}x{h}", ours))
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
     wr.writerow(["profile", "metric", "size", "seconds"])
@@ -123,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         md += ["## Per metric at 640x480", "", "| profile | metric | seconds |", "|---|---|---|"]
         for r in sorted(per, key=lambda r: (r[0], -r[3])):
             md.append(f"| {r[0]} | {r[1]} | {r[3]:.4f} |")
+    if args.peer is not None:
+        md += _peer_section(args, sizes, rows)
     atomic_write_text(args.out / "bench_metrics.md", "\n".join(md) + "\n")
     print(f"wrote {args.out / 'bench_metrics.csv'} and {args.out / 'bench_metrics.md'}")
     return 0

@@ -78,3 +78,12 @@ def test_cddfuse_psnr_peak_is_the_fused_maximum():
     mse = ((f.astype(float) - a) ** 2).mean() / 2 + ((f.astype(float) - b) ** 2).mean() / 2
     assert got["MSE"] == pytest.approx(mse, rel=1e-12)
     assert got["PSNR"] == pytest.approx(10 * np.log10(200**2 / mse), rel=1e-12)
+
+
+def test_vif_sum_shares_the_fused_statistics_exactly():
+    from fusion.metrics.perceptual import vif_pixel, vif_pixel_sum
+
+    gen = torch.Generator().manual_seed(0)
+    a, b, f = ((torch.rand(2, 70, 90, generator=gen, dtype=torch.float64) * 255).round() for _ in range(3))
+    want = vif_pixel(a, f) + vif_pixel(b, f)
+    assert torch.allclose(vif_pixel_sum(a, b, f), want, rtol=1e-12, atol=0)

@@ -17,7 +17,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 __all__ = [
     "RGB2GRAY_WEIGHTS",
@@ -121,12 +120,15 @@ def conv2(x: torch.Tensor, k: np.ndarray | torch.Tensor, mode: str = "same") -> 
         flipped = kk[::-1, ::-1].copy()
         sep = _separable(flipped)
         if sep is not None and x.device.type == "cpu" and kh % 2 and kw % 2:
-            # scipy's separable correlation is several times faster than torch's float64 conv2d on CPU.
+            # OpenCV's separable filter (float64, SIMD) is about 2x scipy's and many times torch's float64 conv2d on
+            # CPU; only the interior, where the border rule plays no part, is kept.
+            import cv2
+
             col, row = sep
             arr = xp[:, 0].detach().contiguous().numpy()
-            arr = ndimage.correlate1d(arr, col, axis=1, mode="constant")[:, kh // 2 : arr.shape[1] - kh // 2]
-            arr = ndimage.correlate1d(arr, row, axis=2, mode="constant")[:, :, kw // 2 : arr.shape[2] - kw // 2]
-            return torch.from_numpy(np.ascontiguousarray(arr[:, :ho, :wo]))
+            out = np.stack([cv2.sepFilter2D(img, cv2.CV_64F, row, col, borderType=cv2.BORDER_CONSTANT) for img in arr])
+            out = out[:, kh // 2 : arr.shape[1] - kh // 2, kw // 2 : arr.shape[2] - kw // 2]
+            return torch.from_numpy(np.ascontiguousarray(out[:, :ho, :wo]))
         if sep is not None:
             col, row = sep
             out = F.conv2d(xp, _as_kernel(col[:, None], x)[None, None])

@@ -13,21 +13,29 @@ __all__ = ["vif_pixel", "viff", "qcb", "qcv", "normalize1", "phase_congruency", 
 
 
 def _vif_scales(ref: torch.Tensor, dist: torch.Tensor, sigma_nsq: float, saturate_uint8: bool):
-    """Yield ``(g, info_with_distortion, info_reference)`` maps for the 4 scales of the pixel-domain VIF."""
+    """Yield ``(g, info_with_distortion, info_reference)`` maps for the 4 scales of the pixel-domain VIF.
+
+    ``ref`` may hold ``k`` references per distorted image (``(k·B, H, W)`` against ``dist`` ``(B, H, W)``, the
+    references of one image ``B`` apart): the distorted image's own statistics are then computed once.
+    """
     eps = 1e-10
+    k = ref.shape[0] // dist.shape[0]
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
         win = fspecial_gaussian(n, n / 5.0)
         if scale > 1:
             ref = filter2(win, ref, "valid")[:, ::2, ::2]
             dist = filter2(win, dist, "valid")[:, ::2, ::2]
-        rr, dd, rd = ref * ref, dist * dist, ref * dist
+        dk = dist.repeat(k, 1, 1) if k > 1 else dist
+        rr, dd, rd = ref * ref, dist * dist, ref * dk
         if saturate_uint8 and scale == 1:
             rr, dd, rd = rr.clamp(max=255), dd.clamp(max=255), rd.clamp(max=255)
         mu1 = filter2(win, ref, "valid")
         mu2 = filter2(win, dist, "valid")
-        s1 = filter2(win, rr, "valid") - mu1 * mu1
         s2 = filter2(win, dd, "valid") - mu2 * mu2
+        if k > 1:
+            mu2, s2 = mu2.repeat(k, 1, 1), s2.repeat(k, 1, 1)
+        s1 = filter2(win, rr, "valid") - mu1 * mu1
         s12 = filter2(win, rd, "valid") - mu1 * mu2
         s1 = s1.clamp(min=0)
         s2 = s2.clamp(min=0)
@@ -45,6 +53,18 @@ def _vif_scales(ref: torch.Tensor, dist: torch.Tensor, sigma_nsq: float, saturat
         g = torch.where(neg, torch.zeros_like(g), g)
         sv = torch.where(sv <= eps, torch.full_like(sv, eps), sv)
         yield g, torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq)
+
+
+def vif_pixel_sum(a: torch.Tensor, b: torch.Tensor, dist: torch.Tensor, *, sigma_nsq: float = 2.0) -> torch.Tensor:
+    """``vif_pixel(a, dist) + vif_pixel(b, dist)`` with the distorted image's statistics computed once (equal to the
+    two calls up to float64 rounding)."""
+    num = torch.zeros(2 * a.shape[0], dtype=torch.float64, device=a.device)
+    den = torch.zeros_like(num)
+    for _, vid, vind in _vif_scales(torch.cat([a, b]), dist, sigma_nsq, False):
+        num = num + vid.sum(dim=(1, 2))
+        den = den + vind.sum(dim=(1, 2))
+    vif = num / den
+    return vif[: a.shape[0]] + vif[a.shape[0] :]
 
 
 def vif_pixel(

@@ -17,7 +17,7 @@ from fusion.metrics import statistics as st
 from fusion.metrics._ops import RGB2GRAY_WEIGHTS
 from fusion.metrics.fmi import fmi
 from fusion.metrics.gradient import nabf, qabf
-from fusion.metrics.perceptual import normalize1, qcb, qcv, qp, vif_pixel, viff
+from fusion.metrics.perceptual import normalize1, qcb, qcv, qp, vif_pixel, vif_pixel_sum, viff
 from fusion.metrics.registry import MetricDef, Profile, Sample, register_profile
 from fusion.metrics.structural import (
     mef_ms_ssim,
@@ -143,7 +143,7 @@ _TANG = {
         gray(lambda f, a, b: info.mutual_information(a, f, merge_top=True) + info.mutual_information(b, f, merge_top=True)),  # noqa: E501
         "MI(A,F) + MI(B,F) in bits, joint histogram indexed by uint8(x) + 1 (levels 254/255 share a bin; Hab.m)",
     ),
-    "VIF": _m("VIF", gray(lambda f, a, b: vif_pixel(a, f) + vif_pixel(b, f)), "VIF(A,F) + VIF(B,F)"),
+    "VIF": _m("VIF", gray(lambda f, a, b: vif_pixel_sum(a, b, f)), "VIF(A,F) + VIF(B,F)"),
     "AG": _m("AG", gray(lambda f, a, b: st.average_gradient(f)), "average gradient on [0, 255]"),
     "CC": _m("CC", gray(lambda f, a, b: st.correlation_coefficient(a, b, f)), "(r(A,F) + r(B,F)) / 2"),
     "SCD": _m("SCD", gray(lambda f, a, b: st.scd(a, b, f)), "r(F-B, A) + r(F-A, B)"),
@@ -391,7 +391,7 @@ _CDDFUSE = {
     "CC": _m("CC", gray(lambda f, a, b: st.correlation_coefficient(a, b, f)), "(r(A,F) + r(B,F)) / 2"),
     "PSNR": _m("PSNR", gray(_cdd_psnr), "10 log10(max(F)^2 / MSE), MSE on [0, 255]"),
     "SCD": _m("SCD", gray(lambda f, a, b: st.scd(a, b, f)), "r(F-B, A) + r(F-A, B)"),
-    "VIF": _m("VIF", gray(lambda f, a, b: vif_pixel(a, f) + vif_pixel(b, f)), "VIF(A,F) + VIF(B,F) (its 'VIFF')"),
+    "VIF": _m("VIF", gray(lambda f, a, b: vif_pixel_sum(a, b, f)), "VIF(A,F) + VIF(B,F) (its 'VIFF')"),
     "Qabf": _m("Qabf", gray(lambda f, a, b: qabf(a, b, f)), "Qabf on [0, 255]"),
     "SSIM": _m(
         "SSIM",
