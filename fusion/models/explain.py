@@ -164,8 +164,6 @@ def prompt_figure(a: np.ndarray, b: np.ndarray, maps: PromptMaps, path: str | Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fusion.utils.io import atomic_path
-
     n = len(maps.names)
     cols = max(3, n)
     fig, axes = plt.subplots(3, cols, figsize=(2.6 * cols, 2.2 * 3 + 0.6), squeeze=False)
@@ -179,14 +177,7 @@ def prompt_figure(a: np.ndarray, b: np.ndarray, maps: PromptMaps, path: str | Pa
         for row, (vals, who) in enumerate(((maps.a, labels[0]), (maps.b, labels[1])), start=1):
             im = axes[row, k].imshow(vals[k], vmin=0, vmax=1, cmap="viridis")
             axes[row, k].set_title(f"{name}: p_{who}", fontsize=9)
-    if im is not None:
-        fig.colorbar(im, ax=axes[1:, :].ravel().tolist(), shrink=0.8, label="prompt (dominant intensity)")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, im, axes[1:, :], "prompt (dominant intensity)", title, path)
 
 
 def usage_figure(usage: dict[str, np.ndarray], names: Sequence[str], tasks: Sequence[str], path: str | Path, *,
@@ -196,8 +187,6 @@ def usage_figure(usage: dict[str, np.ndarray], names: Sequence[str], tasks: Sequ
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from fusion.utils.io import atomic_path
 
     share = usage["share"]
     n = share.shape[0]
@@ -213,8 +202,17 @@ def usage_figure(usage: dict[str, np.ndarray], names: Sequence[str], tasks: Sequ
             for e in range(share.shape[2]):
                 ax.text(e, t, f"{share[i, t, e]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if share[i, t, e] < 0.6 else "black")
+    return _finish(fig, im, axes, "share of tokens routed", title, path)
+
+
+def _finish(fig, im, bar_axes: np.ndarray, label: str, title: str, path: str | Path) -> Path:
+    """Colour bar beside ``bar_axes``, title, atomic PNG write, figure closed."""
+    import matplotlib.pyplot as plt
+
+    from fusion.utils.io import atomic_path
+
     if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="share of tokens routed")
+        fig.colorbar(im, ax=bar_axes.ravel().tolist(), shrink=0.8, label=label)
     if title:
         fig.suptitle(title, fontsize=10)
     with atomic_path(path) as tmp:
