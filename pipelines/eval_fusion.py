@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder (must not be inside an input folder)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="worker processes scoring pairs in parallel (0: one per CPU core from 64 pairs on; 1: none)")
     p.add_argument("--save-fused", action="store_true", help="also save on-the-fly fused images under OUT/fused")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         fuser_settings=args.fuser_settings,
         save_fused=args.save_fused,
         plots=not args.no_plots,
+        jobs=args.jobs,
     )
 
     def progress(it, total, desc):

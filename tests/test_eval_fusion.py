@@ -186,3 +186,21 @@ def test_fuser_settings_reach_the_on_the_fly_fusers(dataset: Path):
     with pytest.raises(ConfigError, match="unknown setting"):
         run_evaluation(EvalConfig(ir_dir=dataset / "ir", vis_dir=dataset / "vis", out_dir=dataset / "bad",
                                   methods=["laplacian"], fuser_settings={"nope": 1}, plots=False))
+
+
+def test_worker_processes_give_the_same_rows(dataset: Path):
+    """--jobs 2 scores in two spawned processes (both cores); the CSV is the same, in the same order."""
+    outs = {}
+    for jobs in (1, 2):
+        cfg = EvalConfig(ir_dir=dataset / "ir", vis_dir=dataset / "vis", out_dir=dataset / f"out{jobs}",
+                         profile="tang", fused=[str(dataset / "fused")], methods=["m2", "average"],
+                         metrics=METRICS, jobs=jobs, plots=False)
+        res = run_evaluation(cfg)
+        assert res.scored == 6 and not res.failed
+        outs[jobs] = res.csv_path.read_text()
+    assert outs[1] == outs[2]
+    from fusion.metrics.report import _workers
+
+    auto = EvalConfig(ir_dir=dataset, vis_dir=dataset, out_dir=dataset / "x", jobs=0)
+    assert _workers(auto, 10) == 1 and _workers(auto, 200) >= 1
+    assert _workers(EvalConfig(ir_dir=dataset, vis_dir=dataset, out_dir=dataset, jobs=2, device="cuda"), 100) == 1

@@ -27,7 +27,7 @@ from fusion.metrics.structural import (
     q_yang,
     ssim,
     ssim_matlab,
-    ssim_skimage_float32,
+    ssim_skimage_float32_sum,
 )
 
 Fn3 = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -395,7 +395,7 @@ _CDDFUSE = {
     "Qabf": _m("Qabf", gray(lambda f, a, b: qabf(a, b, f)), "Qabf on [0, 255]"),
     "SSIM": _m(
         "SSIM",
-        gray(lambda f, a, b: ssim_skimage_float32(f, a) + ssim_skimage_float32(f, b)),
+        gray(lambda f, a, b: ssim_skimage_float32_sum(f, [a, b])),
         "SSIM(F,A) + SSIM(F,B), scikit-image 0.19 on float32, data range 2",
     ),
 }

@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,7 @@ class EvalConfig:
     save_fused: bool = False
     plots: bool = True
     flush_every: int = 20
+    jobs: int = 0  # worker processes; 0: one per CPU core from 64 pairs on, 1: in this process
 
 
 @dataclass
@@ -324,17 +326,20 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
     skipped = len(rows)
     log.info("%d (method, image) pairs to score, %d already in %s", len(jobs), skipped, csv_path)
 
-    # settings go to every on-the-fly fuser; device only to those that declare it
-    fusers = {n: FuserSpec.parse(n, cfg.fuser_settings).build(device=cfg.device) for n in fuser_names}
-    it: Iterable = jobs if progress is None else progress(jobs, len(jobs), f"scoring ({profile.name})")
+    workers = _workers(cfg, len(jobs))
+    if workers > 1:
+        results: Iterable = _score_parallel(cfg, metric_names, fuser_names, jobs, workers)
+    else:
+        # settings go to every on-the-fly fuser; device only to those that declare it
+        fusers = {n: FuserSpec.parse(n, cfg.fuser_settings).build(device=cfg.device) for n in fuser_names}
+        results = (_score_safe(cfg, profile, metric_names, fusers, job) for job in jobs)
+    it: Iterable = results if progress is None else progress(results, len(jobs), f"scoring ({profile.name})")
     pending = 0
     failed: list[str] = []
-    for method, stem, irp, visp, fpath in it:
-        try:
-            vals = _score_one(cfg, profile, metric_names, fusers.get(method), method, stem, irp, visp, fpath)
-        except InputError as exc:
+    for (method, stem, *_), (vals, error) in zip(jobs, it):
+        if error is not None:
             # One unreadable or mis-sized result must not cost the rest of a long run.
-            log.warning("%s / %s skipped: %s", method, stem, exc)
+            log.warning("%s / %s skipped: %s", method, stem, error)
             failed.append(f"{method}/{stem}")
             continue
         rows.append({"method": method, "image": stem, "profile": profile.name, **vals})
@@ -400,6 +405,57 @@ def _jobs(pairs: list[tuple[str, Path, Path]], sources: list[FusedSource], fuser
             if (name, stem) not in done:
                 jobs.append((name, stem, irp, visp, None))
     return jobs
+
+
+Job = tuple[str, str, Path, Path, Path | None]
+
+
+def _workers(cfg: EvalConfig, n_jobs: int) -> int:
+    """Worker processes for ``n_jobs`` pairs: ``cfg.jobs``, or with 0 one per core from 64 pairs on (a spawned worker
+    costs 1-2 s to start, more than a small folder saves); 1 on a GPU (one device)."""
+    if cfg.jobs == 1 or str(cfg.device).startswith("cuda") or n_jobs < 2:
+        return 1
+    if cfg.jobs > 1:
+        return min(cfg.jobs, n_jobs)
+    return max(1, min(os.cpu_count() or 1, n_jobs // 32))
+
+
+def _score_safe(cfg: EvalConfig, profile: Profile, metric_names: list[str], fusers: dict[str, Any],
+                job: Job) -> tuple[dict[str, float] | None, str | None]:
+    method, stem, irp, visp, fpath = job
+    try:
+        return _score_one(cfg, profile, metric_names, fusers.get(method), method, stem, irp, visp, fpath), None
+    except InputError as exc:
+        return None, str(exc)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg: EvalConfig, metric_names: list[str], fuser_names: list[str]) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the processes share the cores; one thread each avoids oversubscription
+    _WORKER.update(cfg=cfg, profile=get_profile(cfg.profile), metrics=metric_names,
+                   fusers={n: FuserSpec.parse(n, cfg.fuser_settings).build(device=cfg.device) for n in fuser_names})
+
+
+def _score_in_worker(job: Job) -> tuple[dict[str, float] | None, str | None]:
+    w = _WORKER
+    return _score_safe(w["cfg"], w["profile"], w["metrics"], w["fusers"], job)
+
+
+def _score_parallel(cfg: EvalConfig, metric_names: list[str], fuser_names: list[str], jobs: list[Job],
+                    workers: int) -> Iterator[tuple[dict[str, float] | None, str | None]]:
+    """Score the pairs in ``workers`` processes (spawned: no forked torch thread pools), results in job order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    log.info("scoring in %d worker processes", workers)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(cfg, metric_names, fuser_names)) as pool:
+        yield from pool.map(_score_in_worker, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers))))
 
 
 def _score_one(cfg: EvalConfig, profile: Profile, metric_names: list[str], fuser: Any, method: str, stem: str,

@@ -84,31 +84,52 @@ def ssim_skimage_float32(
     Returns:
         ``(B,)`` float64.
     """
-    from scipy.ndimage import uniform_filter
 
     if a.shape != b.shape or a.dim() != 3:
         raise ValueError(f"expected two (B, H, W) batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return ssim_skimage_float32_sum(a, [b], data_range=data_range, win_size=win_size)
+
+
+def ssim_skimage_float32_sum(
+    a: torch.Tensor, others: list[torch.Tensor], *, data_range: float = 2.0, win_size: int = 7
+) -> torch.Tensor:
+    """``sum(ssim_skimage_float32(a, b) for b in others)`` with ``a``'s local statistics computed once (identical
+    float32 operations, so identical results)."""
+    from scipy.ndimage import uniform_filter
+
+    for b in others:
+        if a.shape != b.shape or a.dim() != 3:
+            raise ValueError(f"expected (B, H, W) batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     cov_norm = win_size * win_size / (win_size * win_size - 1.0)
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
     pad = (win_size - 1) // 2
-    out = []
-    for x, y in zip(a.cpu().numpy().astype(np.float32), b.cpu().numpy().astype(np.float32)):
+    out = [0.0] * a.shape[0]
+    ys = [b.cpu().numpy().astype(np.float32) for b in others]
+    for i, x in enumerate(a.cpu().numpy().astype(np.float32)):
         ux = uniform_filter(x, size=win_size)
-        uy = uniform_filter(y, size=win_size)
         uxx = uniform_filter(x * x, size=win_size)
-        uyy = uniform_filter(y * y, size=win_size)
-        uxy = uniform_filter(x * y, size=win_size)
-        vx = np.float32(cov_norm) * (uxx - ux * ux)
-        vy = np.float32(cov_norm) * (uyy - uy * uy)
-        vxy = np.float32(cov_norm) * (uxy - ux * uy)
-        a1 = np.float32(2) * ux * uy + np.float32(c1)
-        a2 = np.float32(2) * vxy + np.float32(c2)
-        b1 = ux**2 + uy**2 + np.float32(c1)
-        b2 = vx + vy + np.float32(c2)
-        smap = (a1 * a2) / (b1 * b2)
-        out.append(smap[pad:-pad, pad:-pad].mean(dtype=np.float64))
+        for yb in ys:
+            out[i] += _ssim_map_mean(x, yb[i], ux, uxx, win_size, cov_norm, c1, c2, pad)
     return torch.tensor(out, dtype=torch.float64, device=a.device)
+
+
+def _ssim_map_mean(x: np.ndarray, y: np.ndarray, ux: np.ndarray, uxx: np.ndarray, win_size: int, cov_norm: float,
+                   c1: float, c2: float, pad: int) -> float:
+    from scipy.ndimage import uniform_filter
+
+    uy = uniform_filter(y, size=win_size)
+    uyy = uniform_filter(y * y, size=win_size)
+    uxy = uniform_filter(x * y, size=win_size)
+    vx = np.float32(cov_norm) * (uxx - ux * ux)
+    vy = np.float32(cov_norm) * (uyy - uy * uy)
+    vxy = np.float32(cov_norm) * (uxy - ux * uy)
+    a1 = np.float32(2) * ux * uy + np.float32(c1)
+    a2 = np.float32(2) * vxy + np.float32(c2)
+    b1 = ux**2 + uy**2 + np.float32(c1)
+    b2 = vx + vy + np.float32(c2)
+    smap = (a1 * a2) / (b1 * b2)
+    return float(smap[pad:-pad, pad:-pad].mean(dtype=np.float64))
 
 
 def _downsample2(x: torch.Tensor) -> torch.Tensor:
