@@ -12,6 +12,7 @@ say), so the helpers here follow MATLAB's definitions closely:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -116,9 +117,10 @@ def conv2(x: torch.Tensor, k: np.ndarray | torch.Tensor, mode: str = "same") -> 
         top, left = kh - 1 - r0, kw - 1 - c0
         bottom = max(0, r0 + ho - h)
         right = max(0, c0 + wo - w)
-        xp = F.pad(x[:, None], (left, right, top, bottom))
+        # no copy when nothing is padded ('valid')
+        xp = F.pad(x[:, None], (left, right, top, bottom)) if left or right or top or bottom else x[:, None]
         flipped = kk[::-1, ::-1].copy()
-        sep = _separable(flipped)
+        sep = _separable_cached(flipped.tobytes(), flipped.shape)
         if sep is not None and x.device.type == "cpu" and kh % 2 and kw % 2:
             # OpenCV's separable filter (float64, SIMD) is about 2x scipy's and many times torch's float64 conv2d on
             # CPU; only the interior, where the border rule plays no part, is kept.
@@ -146,6 +148,11 @@ def conv2(x: torch.Tensor, k: np.ndarray | torch.Tensor, mode: str = "same") -> 
     if out is None:
         out = x.new_zeros((b, ho, wo))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _separable_cached(data: bytes, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    return _separable(np.frombuffer(data, dtype=np.float64).reshape(shape))
 
 
 def _separable(k: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -392,7 +392,11 @@ _CDDFUSE = {
     "PSNR": _m("PSNR", gray(_cdd_psnr), "10 log10(max(F)^2 / MSE), MSE on [0, 255]"),
     "SCD": _m("SCD", gray(lambda f, a, b: st.scd(a, b, f)), "r(F-B, A) + r(F-A, B)"),
     "VIF": _m("VIF", gray(lambda f, a, b: vif_pixel_sum(a, b, f)), "VIF(A,F) + VIF(B,F) (its 'VIFF')"),
-    "Qabf": _m("Qabf", gray(lambda f, a, b: qabf(a, b, f)), "Qabf on [0, 255]"),
+    "Qabf": _m(
+        "Qabf",
+        gray(lambda f, a, b: qabf(a.float(), b.float(), f.float()).double()),
+        "Qabf on [0, 255], in float32 as the Evaluator computes it",
+    ),
     "SSIM": _m(
         "SSIM",
         gray(lambda f, a, b: ssim_skimage_float32_sum(f, [a, b])),
@@ -419,7 +423,8 @@ register_profile(
             "MSE = (MSE(A,F) + MSE(B,F)) / 2 on 0..255 (not normalised); PSNR = 10 log10(max(F)^2 / MSE): the peak is "
             "the fused image's maximum, not 255",
             "CC = (r(A,F) + r(B,F)) / 2; SCD = r(A, F-B) + r(B, F-A); Qabf as Xydeas-Petrovic on 0..255 with the "
-            "g_A = g_F quirk; VIF (the Evaluator's 'VIFF') = Sheikh's multi-scale pixel VIF(A,F) + VIF(B,F), "
+            "g_A = g_F quirk, in float32 as the Evaluator (its Sobel responses are exact integers either way); "
+            "VIF (the Evaluator's 'VIFF') = Sheikh's multi-scale pixel VIF(A,F) + VIF(B,F), "
             "sigma_n^2 = 2",
             "SSIM = SSIM(F,A) + SSIM(F,B) (a sum, up to 2) by scikit-image 0.19.2 on float32 images: data range 2 "
             "(the float dtype range), 7x7 uniform window, sample covariance, map cropped by 3, float32 arithmetic",
