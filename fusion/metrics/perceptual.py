@@ -37,21 +37,22 @@ def _vif_scales(ref: torch.Tensor, dist: torch.Tensor, sigma_nsq: float, saturat
             mu2, s2 = mu2.repeat(k, 1, 1), s2.repeat(k, 1, 1)
         s1 = filter2(win, rr, "valid") - mu1 * mu1
         s12 = filter2(win, rd, "valid") - mu1 * mu2
-        s1 = s1.clamp(min=0)
-        s2 = s2.clamp(min=0)
+        # the reference's masked assignments, in its order (in place: fewer full-size temporaries)
+        s1 = s1.clamp_(min=0)
+        s2 = s2.clamp_(min=0)
         g = s12 / (s1 + eps)
         sv = s2 - g * s12
         low1 = s1 < eps
-        g = torch.where(low1, torch.zeros_like(g), g)
+        g.masked_fill_(low1, 0.0)
         sv = torch.where(low1, s2, sv)
-        s1 = torch.where(low1, torch.zeros_like(s1), s1)
+        s1.masked_fill_(low1, 0.0)
         low2 = s2 < eps
-        g = torch.where(low2, torch.zeros_like(g), g)
-        sv = torch.where(low2, torch.zeros_like(sv), sv)
+        g.masked_fill_(low2, 0.0)
+        sv.masked_fill_(low2, 0.0)
         neg = g < 0
         sv = torch.where(neg, s2, sv)
-        g = torch.where(neg, torch.zeros_like(g), g)
-        sv = torch.where(sv <= eps, torch.full_like(sv, eps), sv)
+        g.masked_fill_(neg, 0.0)
+        sv.masked_fill_(sv <= eps, eps)
         yield g, torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq)
 
 
