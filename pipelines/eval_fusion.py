@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes scoring pairs in parallel (0: one per CPU core from 64 pairs on; 1: none)")
     p.add_argument("--save-fused", action="store_true", help="also save on-the-fly fused images under OUT/fused")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--rank", action="store_true",
+                   help="also rank every method (published folders and fusers) by mean rank over the metrics, on "
+                   "the images all were scored on (rank_<profile>.md/.csv; fusers in bold)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -157,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         save_fused=args.save_fused,
         plots=not args.no_plots,
         jobs=args.jobs,
+        rank=args.rank,
     )
 
     def progress(it, total, desc):
@@ -166,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scored {res.scored} (method, image) pairs, {res.skipped} already done, {len(res.failed)} failed")
     print(f"per-image CSV: {res.csv_path}")
     print(f"summary table: {res.table_path}")
+    if args.rank:
+        rank_md = res.table_path.with_name(res.table_path.name.replace("summary_", "rank_"))
+        print(rank_md.read_text())
     for p in res.plot_paths:
         print(f"plot: {p}")
     return 1 if res.failed else 0

@@ -204,3 +204,37 @@ def test_worker_processes_give_the_same_rows(dataset: Path):
     auto = EvalConfig(ir_dir=dataset, vis_dir=dataset, out_dir=dataset / "x", jobs=0)
     assert _workers(auto, 10) == 1 and _workers(auto, 200) >= 1
     assert _workers(EvalConfig(ir_dir=dataset, vis_dir=dataset, out_dir=dataset, jobs=2, device="cuda"), 100) == 1
+
+
+def test_rank_methods_by_mean_rank_on_common_images():
+    from fusion.metrics import get_profile
+    from fusion.metrics.report import rank_methods, rank_table
+
+    prof = get_profile("tang")  # SD: higher is better; MSE: lower is better
+    rows = [
+        {"method": "a", "image": "1", "SD": 10, "MSE": 5}, {"method": "a", "image": "2", "SD": 20, "MSE": 5},
+        {"method": "b", "image": "1", "SD": 30, "MSE": 1}, {"method": "b", "image": "2", "SD": 30, "MSE": 1},
+        {"method": "c", "image": "1", "SD": 15, "MSE": 1}, {"method": "c", "image": "2", "SD": 15, "MSE": 1},
+        {"method": "c", "image": "3", "SD": 99, "MSE": 0},  # not scored for a and b: left out of the ranking
+    ]
+    ranked, common = rank_methods(rows, ["SD", "MSE"], prof)
+    assert common == ["1", "2"]
+    by = {r["method"]: r for r in ranked}
+    assert by["b"]["rank_SD"] == 1 and by["a"]["rank_SD"] == 2.5 and by["c"]["rank_SD"] == 2.5  # 15 == 15: tie
+    assert by["b"]["rank_MSE"] == 1.5 and by["c"]["rank_MSE"] == 1.5 and by["a"]["rank_MSE"] == 3
+    assert [r["method"] for r in ranked] == ["b", "c", "a"] and [r["place"] for r in ranked] == [1, 2, 3]
+    assert by["c"]["mean_rank"] == pytest.approx(2.0)
+    md = rank_table(ranked, ["SD", "MSE"], prof, common, highlight=["c"])
+    assert "| 2 | **c** | 2.00 | 2.5 | 1.5 |" in md and "on the 2 images" in md
+    with pytest.raises(ConfigError, match="two methods"):
+        rank_methods(rows[:2], ["SD"], prof)
+
+
+def test_run_with_rank_writes_the_ranking(dataset: Path):
+    cfg = EvalConfig(ir_dir=dataset / "ir", vis_dir=dataset / "vis", out_dir=dataset / "ranked", profile="tang",
+                     fused=[str(dataset / "fused")], methods=["m2", "average"], metrics=METRICS, rank=True,
+                     plots=False)
+    run_evaluation(cfg)
+    md = (dataset / "ranked" / "rank_tang.md").read_text()
+    assert "| **average** |" in md and "| m2 |" in md
+    assert (dataset / "ranked" / "rank_tang.csv").read_text().startswith("place,method,mean_rank")

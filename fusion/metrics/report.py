@@ -186,6 +186,60 @@ def _fmt(x: float) -> str:
     return f"{x:.4f}" if a >= 0.1 or a == 0 else f"{x:.3g}"
 
 
+def rank_methods(rows: Sequence[dict[str, object]], metrics: Sequence[str],
+                 profile: Profile) -> tuple[list[dict[str, object]], list[str]]:
+    """Rank the methods by their mean rank over ``metrics`` on the images **every** method was scored on.
+
+    Per metric: each method's mean over the common images, ranked 1 (best, by the metric's direction) to N, ties
+    sharing their average rank; a method's score is its mean rank over the metrics. Returns the ranked rows
+    (``method``, ``mean_rank``, ``place``, and the per-metric ranks ``rank_<metric>``) best first, and the common
+    images.
+    """
+    higher = {m.name: m.higher_is_better for m in profile.metrics.values()}
+    methods = list(dict.fromkeys(str(r["method"]) for r in rows))
+    per_method: dict[str, set[str]] = {m: {str(r["image"]) for r in rows if r["method"] == m} for m in methods}
+    common = sorted(set.intersection(*per_method.values())) if methods else []
+    if len(methods) < 2 or not common:
+        raise ConfigError("ranking needs at least two methods scored on common images")
+    means: dict[str, dict[str, float]] = {m: {} for m in methods}
+    for met in metrics:
+        for m in methods:
+            vals = [float(r[met]) for r in rows if r["method"] == m and str(r["image"]) in common
+                    and r.get(met, "") not in ("", None)]
+            means[m][met] = float(np.nanmean(vals)) if vals else float("nan")
+    ranks: dict[str, dict[str, float]] = {m: {} for m in methods}
+    for met in metrics:
+        sign = -1.0 if higher.get(met, True) else 1.0
+        keyed = sorted(methods, key=lambda m: (math.isnan(means[m][met]), sign * means[m][met]))
+        i = 0
+        while i < len(keyed):
+            j = i
+            while j + 1 < len(keyed) and means[keyed[j + 1]][met] == means[keyed[i]][met]:
+                j += 1
+            for m in keyed[i : j + 1]:
+                ranks[m][met] = (i + j) / 2 + 1
+            i = j + 1
+    out = [{"method": m, "mean_rank": float(np.mean([ranks[m][met] for met in metrics])),
+            **{f"rank_{met}": ranks[m][met] for met in metrics}} for m in methods]
+    out.sort(key=lambda r: r["mean_rank"])
+    for place, r in enumerate(out, 1):
+        r["place"] = place
+    return out, common
+
+
+def rank_table(ranked: list[dict[str, object]], metrics: Sequence[str], profile: Profile, common: list[str],
+               highlight: Sequence[str] = ()) -> str:
+    """Markdown of :func:`rank_methods`: place, method, mean rank and the rank per metric (highlighted methods bold)."""
+    lines = [f"Ranking with profile **{profile.name}** over {len(metrics)} metrics on the {len(common)} images every "
+             f"method was scored on; rank 1 is best per metric (ties share their average rank).", "",
+             "| place | method | mean rank | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
+    for r in ranked:
+        name = f"**{r['method']}**" if r["method"] in highlight else str(r["method"])
+        cells = " | ".join(f"{r[f'rank_{m}']:g}" for m in metrics)
+        lines.append(f"| {r['place']} | {name} | {r['mean_rank']:.2f} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(summary: Summary, metrics: Sequence[str], profile: Profile, title: str = "") -> str:
     """Markdown table ``method | metric (↑/↓) ...`` with ``mean ± std``; the best mean per column is bold.
 
@@ -285,6 +339,7 @@ class EvalConfig:
     plots: bool = True
     flush_every: int = 20
     jobs: int = 0  # worker processes; 0: one per CPU core from 64 pairs on, 1: in this process
+    rank: bool = False  # also write rank_<profile>.md/.csv: methods by mean rank over the metrics
 
 
 @dataclass
@@ -354,6 +409,15 @@ def run_evaluation(cfg: EvalConfig, progress: Callable[[Iterable, int, str], Ite
     summary = summarize(rows, metric_names)
     table = markdown_table(summary, metric_names, profile, title=f"Fusion metrics on {cfg.ir_dir.parent.name}")
     table_path = atomic_write_text(cfg.out_dir / f"summary_{profile.name}.md", table)
+    if cfg.rank:
+        ranked, common = rank_methods(rows, metric_names, profile)
+        atomic_write_text(cfg.out_dir / f"rank_{profile.name}.md",
+                          rank_table(ranked, metric_names, profile, common, highlight=fuser_names))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["place", "method", "mean_rank", *[f"rank_{m}" for m in metric_names]])
+        writer.writeheader()
+        writer.writerows(ranked)
+        atomic_write_text(cfg.out_dir / f"rank_{profile.name}.csv", buf.getvalue())
     plots = plot_summary(rows, metric_names, cfg.out_dir, profile) if cfg.plots else []
     if failed:
         log.warning("%d pairs could not be scored (first: %s)", len(failed), failed[0])
