@@ -1,4 +1,4 @@
-"""The built-in metric profiles: ``tang``, ``tang_legacy``, ``vifb``, ``mefb`` and ``cddfuse``.
+"""The built-in metric profiles: ``tang``, ``tang_legacy``, ``vifb``, ``mefb``, ``cddfuse`` and ``artefacts``.
 
 Each profile reproduces one reference implementation, quirks included; the conventions are listed in
 ``Profile.conventions`` and in the metrics README. ``A`` and ``B`` below are the two sources (ir, vis), ``F`` the
@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from fusion.metrics import artefacts as art
 from fusion.metrics import information as info
 from fusion.metrics import statistics as st
 from fusion.metrics._ops import RGB2GRAY_WEIGHTS
@@ -428,6 +429,48 @@ register_profile(
             "sigma_n^2 = 2",
             "SSIM = SSIM(F,A) + SSIM(F,B) (a sum, up to 2) by scikit-image 0.19.2 on float32 images: data range 2 "
             "(the float dtype range), 7x7 uniform window, sample covariance, map cropped by 3, float32 arithmetic",
+        ),
+    )
+)
+
+# --------------------------------------------------------------------------------------------------------------------
+# artefacts
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    return torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(num, float("nan")))
+
+
+_ARTEFACTS = {
+    "Blockiness": _m("Blockiness", lambda s: art.blockiness(s.fused), "8x8 border / inside mean |gradient| of F, luma",
+                     higher=False),
+    "Blockiness_vs_sources": _m(
+        "Blockiness_vs_sources",
+        lambda s: _ratio(art.blockiness(s.fused), (art.blockiness(s.ir) + art.blockiness(s.vis)) / 2),
+        "Blockiness(F) / mean of the two sources' (1 = no more blocky than the sources)",
+        higher=False,
+    ),
+    "Chroma": _m("Chroma", lambda s: art.chroma(s.fused), "mean BT.601 sqrt(Cb^2 + Cr^2) of F"),
+    "Chroma_kept": _m(
+        "Chroma_kept",
+        lambda s: _ratio(art.chroma(s.fused), torch.maximum(art.chroma(s.vis), art.chroma(s.ir))),
+        "Chroma(F) / chroma of the more colourful source (1 = the visible colour kept)",
+    ),
+}
+
+register_profile(
+    Profile(
+        name="artefacts",
+        description="What a person sees: 8x8 block artefacts and lost colour (fusion.metrics.artefacts).",
+        color="channels",
+        metrics=_ARTEFACTS,
+        default=tuple(_ARTEFACTS),
+        conventions=(
+            "colour kept (a grey fused image is scored grey, with grey sources: its Chroma is 0 and Chroma_kept "
+            "undefined, NaN); grey sources count as chroma 0",
+            "Blockiness on BT.601 luma: mean |gradient| across 8-pixel block borders over the mean inside blocks",
+            "Chroma = mean sqrt(Cb^2 + Cr^2), BT.601, 0..255 scale",
         ),
     )
 )

@@ -277,8 +277,9 @@ def fuse_arrays(model: TCMoA, a: np.ndarray | Sequence[np.ndarray], b: np.ndarra
     if single:
         arr_a, arr_b = arr_a[None], arr_b[None]
     dev = torch.device(device) if device is not None else next(model.parameters()).device
-    ta = torch.from_numpy(np.ascontiguousarray(arr_a)).to(dev).permute(0, 3, 1, 2).float() / 255.0
-    tb = torch.from_numpy(np.ascontiguousarray(arr_b)).to(dev).permute(0, 3, 1, 2).float() / 255.0
+    # a copy: inputs may be read-only arrays (torch warns on non-writable memory)
+    ta = torch.from_numpy(np.array(arr_a, copy=True)).to(dev).permute(0, 3, 1, 2).float() / 255.0
+    tb = torch.from_numpy(np.array(arr_b, copy=True)).to(dev).permute(0, 3, 1, 2).float() / 255.0
     fused = fuse_tensors(model, ta, tb, task, compat=compat, **kwargs)
     out = fused.permute(0, 2, 3, 1).cpu().numpy()
     if stretch if stretch is not None else compat == "official":
