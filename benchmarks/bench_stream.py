@@ -70,19 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _decode(path: str, n: int) -> list:
-    import cv2
+    from fusion.stream.temporal import read_video_frames
 
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise InputError(f"{path}: OpenCV cannot open it")
-    frames = []
-    while len(frames) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
+    return list(read_video_frames(path, n))
 
 
 def _fuser_only(fuser, vis: list, ir: list, batch: int) -> float:

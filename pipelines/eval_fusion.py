@@ -33,7 +33,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fusion.errors import ConfigError
+from fusion.errors import ConfigError, InputError
 from fusion.metrics import get_profile, list_profiles
 from fusion.metrics.report import EvalConfig, run_evaluation
 from fusion.tasks import TASKS
@@ -113,8 +113,6 @@ def run_video(args: argparse.Namespace) -> int:
         raise ConfigError("--video needs --fused NAME=VIDEO[,NAME=VIDEO...]")
     for p in [args.vis, args.ir, *fused.values()]:
         if not Path(p).is_file():
-            from fusion.errors import InputError
-
             raise InputError(f"{p}: no such video file")
     from fusion.stream import check_output_location
 

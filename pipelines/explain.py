@@ -75,17 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     from fusion.fusers.base import create_fuser
     from fusion.fusers.spec import FuserSpec
     from fusion.models.explain import expert_usage, module_names, prompt_figure, prompt_maps, usage_figure
-    from fusion.utils.io import atomic_write_text, read_image
+    from fusion.utils.io import atomic_write_text, is_within, read_image
 
     spec = FuserSpec.parse(args.method)
     if not spec.name.startswith("tcmoa"):
         raise ConfigError(f"--method {args.method}: explain needs a TC-MoA model (tcmoa_tiny, tcmoa_base:ckpt, ...)")
     pairs = _pairs(args)
-    sources = [p for pair in pairs for p in pair[1:]]
-    out = args.out.resolve()
-    for s in sources:
-        if out == s.parent.resolve() or s.parent.resolve() in out.parents:
-            raise InputError(f"{args.out}: output lies inside the input folder {s.parent}; choose another location")
+    out = args.out
+    for src in {p.parent for pair in pairs for p in pair[1:]}:
+        if is_within(args.out, src):
+            raise InputError(f"{args.out}: output lies inside the input folder {src}; choose another location")
     fuser = create_fuser(args.method, device=args.device)
     model = fuser.model
 

@@ -84,9 +84,6 @@ def ssim_skimage_float32(
     Returns:
         ``(B,)`` float64.
     """
-
-    if a.shape != b.shape or a.dim() != 3:
-        raise ValueError(f"expected two (B, H, W) batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     return ssim_skimage_float32_sum(a, [b], data_range=data_range, win_size=win_size)
 
 

@@ -56,7 +56,10 @@ def module_names(model: TCMoA) -> list[str]:
     return [f"enc{k}" for k in range(cfg.num_encoder_adapters)] + [f"dec{k}" for k in range(cfg.num_decoder_adapters)]
 
 
-def _prepare(model: TCMoA, a: np.ndarray, b: np.ndarray, max_pixels: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def _prepare(model: TCMoA, a: np.ndarray, b: np.ndarray,
+             max_pixels: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int], float]:
+    """The pair as the default fuser feeds it to the model: resized to fit ``max_pixels`` when needed, normalised and
+    reflect-padded to multiples of 112. Returns ``(xa, xb, (h, w) before padding, scale)``."""
     check_image_pair(a, b, "explain")
     dev = next(model.parameters()).device
     ta = torch.from_numpy(np.array(a, dtype=np.float32)).to(dev).permute(2, 0, 1)[None] / 255
@@ -66,10 +69,11 @@ def _prepare(model: TCMoA, a: np.ndarray, b: np.ndarray, max_pixels: int) -> tup
     scale = 1.0
     if math.ceil(h / m) * m * math.ceil(w / m) * m > max_pixels:
         scale = math.sqrt(max_pixels / (h * w)) * 0.95
-        size = (max(m, int(h * scale)), max(m, int(w * scale)))
-        ta = F.interpolate(ta, size=size, mode="bilinear", antialias=True, align_corners=False)
-        tb = F.interpolate(tb, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return ta, tb, scale
+        h, w = max(m, int(h * scale)), max(m, int(w * scale))
+        ta = F.interpolate(ta, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        tb = F.interpolate(tb, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
+    return _pad_to(normalize(ta), hp, wp), _pad_to(normalize(tb), hp, wp), (h, w), scale
 
 
 @torch.no_grad()
@@ -86,11 +90,7 @@ def prompt_maps(model: TCMoA, a: np.ndarray, b: np.ndarray, task: str | int = "v
     was_training = model.training
     model.eval()
     try:
-        ta, tb, scale = _prepare(model, a, b, max_pixels)
-        h, w = ta.shape[-2:]
-        m = model.config.input_multiple
-        hp_img, wp_img = math.ceil(h / m) * m, math.ceil(w / m) * m
-        xa, xb = _pad_to(normalize(ta), hp_img, wp_img), _pad_to(normalize(tb), hp_img, wp_img)
+        xa, xb, (h, w), scale = _prepare(model, a, b, max_pixels)
         fused, aux = model(xa, xb, task, return_aux=True, pos_embed="aspect")
     finally:
         model.train(was_training)
@@ -99,7 +99,7 @@ def prompt_maps(model: TCMoA, a: np.ndarray, b: np.ndarray, task: str | int = "v
     toks_b = torch.cat([aux["prompts_enc_b"], aux["prompts_dec_b"]])[:, 0, :, 0].reshape(-1, gh, gw)
 
     def to_image(t: torch.Tensor) -> np.ndarray:
-        up = F.interpolate(t[:, None].float(), size=(hp_img, wp_img), mode="nearest")[:, 0, :h, :w]
+        up = F.interpolate(t[:, None].float(), size=tuple(xa.shape[-2:]), mode="nearest")[:, 0, :h, :w]
         if scale != 1.0:
             up = F.interpolate(up[:, None], size=a.shape[:2], mode="nearest")[:, 0]
         return up.cpu().numpy().astype(np.float32)
@@ -135,11 +135,7 @@ def expert_usage(model: TCMoA, pairs: Iterable[tuple[np.ndarray, np.ndarray]], t
         mix.record_gates = True
     try:
         for a, b in pairs:
-            ta, tb, _ = _prepare(model, a, b, max_pixels)
-            h, w = ta.shape[-2:]
-            m = cfg.input_multiple
-            hp_img, wp_img = math.ceil(h / m) * m, math.ceil(w / m) * m
-            xa, xb = _pad_to(normalize(ta), hp_img, wp_img), _pad_to(normalize(tb), hp_img, wp_img)
+            xa, xb, _, _ = _prepare(model, a, b, max_pixels)
             for j, t in enumerate(task_ids):
                 model(xa, xb, t, pos_embed="aspect")
                 for i, mix in enumerate(mixtures):

@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["TemporalConsistency", "temporal_consistency", "score_videos", "read_video_gray"]
+__all__ = ["TemporalConsistency", "temporal_consistency", "score_videos", "read_video_frames"]
 
 
 def _gray(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -263,8 +263,9 @@ def temporal_consistency(
 
 
 
-def read_video_gray(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Frames of a video file as RGB uint8 arrays (OpenCV); a one-line :class:`InputError` when unreadable."""
+def read_video_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Frames of a video file as RGB uint8 arrays (OpenCV), at most ``max_frames``; a one-line :class:`InputError`
+    when it cannot be opened or yields no frame."""
     from fusion.errors import InputError
 
     cap = cv2.VideoCapture(str(path))
@@ -317,8 +318,8 @@ def score_videos(vis: str | Path, ir: str | Path, fused: dict[str, str | Path], 
     rows = []
     for name, path in runs.items():
         acc = TemporalConsistency(max_side=max_side, flow=True)
-        frames = zip(read_video_gray(path, max_frames), read_video_gray(vis, max_frames),
-                     read_video_gray(ir, max_frames))
+        frames = zip(read_video_frames(path, max_frames), read_video_frames(vis, max_frames),
+                     read_video_frames(ir, max_frames))
         if progress is not None:
             frames = progress(frames, name)
         for f, v, i in frames:
