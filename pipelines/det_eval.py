@@ -7,10 +7,14 @@ Examples (``tcmoa-det-eval`` is ``python pipelines/det_eval.py``)::
     tcmoa-det-eval /data/LLVIP --device 0,1 epochs=100 model=yolo11s.yaml     # ultralytics DDP
     tcmoa-det-eval /data/LLVIP --det-checkpoint my_yolo.pt --out runs/given  # evaluate, no training
     tcmoa-det-eval /data/M3FD --layout m3fd --schedule configs/det/llvip.yaml imgsz=800 fuser.levels=5
+    tcmoa-det-eval ../shared/data/llvip --detector opencv-hog --inputs ir,vis,laplacian,tcmoa_tiny  # no training
+    tcmoa-det-eval ../shared/data/msrs --detector opencv-hog detector.upscale=2 --eval-split all
 
 Every input is trained with the same schedule (``configs/det/*.yaml``, ``key=value`` overrides; ``fuser.key=value``
-words are settings for every fuser) and seed, then
-evaluated on the test split: mAP50, mAP50-95, precision, recall and LLVIP's log-average miss rate. Outputs in --out:
+words are settings for every fuser) and seed, or given one detector (``--det-checkpoint`` file, or ``--detector
+opencv-hog``: OpenCV's pretrained HOG people detector, settings ``detector.key=value``, person class only), then
+evaluated on the test split: mAP50, mAP50-95, precision, recall, recall at 1 FPPI and LLVIP's log-average miss rate.
+Outputs in --out:
 results.csv, results.md, curves.png, qualitative.png, run.json. Nothing is downloaded; a named .pt must exist.
 Bad input stops the run with a one-line error and exit status 2.
 """
@@ -42,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--schedule", help="configs/det name or .yaml (default: synthetic_cpu, or llvip for real data)")
     p.add_argument("--det-checkpoint", type=Path, help="evaluate this detector (.pt) on every input, no training")
+    p.add_argument("--detector", help="a given detector by name, no training: opencv-hog (people only)")
+    p.add_argument("--eval-split", default="test", choices=["test", "all"],
+                   help="images scored: the test split, or every labelled pair (given detectors only)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow --det-checkpoint to be an ultralytics .pt pickle (it can run code; files you trust)")
     p.add_argument("--device", default="auto", help="cpu, auto, cuda, N, or N,M for ultralytics multi-GPU training")
@@ -74,20 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p  # fmt: skip
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str], dict]:
-    """The options (``args.data`` a :class:`Path` or ``None``), the schedule overrides and the fuser settings."""
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str], dict, dict]:
+    """The options (``args.data`` a :class:`Path` or ``None``), the schedule overrides, the fuser settings and the
+    given detector's settings."""
     args = build_parser().parse_intermixed_args(argv)
     setup_script_logging(args.verbose)
     plain, tokens = script_positionals([args.data, *args.overrides], max_plain=1, plain_name="dataset root")
     args.data = Path(plain[0]) if plain else None
     tokens = [*legacy_overrides(args.fuser_set, option="--fuser-set", section="fuser"), *tokens]
-    fuser = pop_section(parse_overrides(tokens), "fuser")
-    schedule = [t for t in tokens if t.split("=", 1)[0].split(".")[0].strip() != "fuser"]  # flat ultralytics keys
-    return args, schedule, fuser
+    parsed = parse_overrides(tokens)
+    fuser, detector = pop_section(parsed, "fuser"), pop_section(parsed, "detector")
+    if detector and not args.detector:
+        raise ConfigError(f"detector.{next(iter(detector))}=...: settings for a detector, but no --detector given")
+    sections = ("fuser", "detector")
+    schedule = [t for t in tokens if t.split("=", 1)[0].split(".")[0].strip() not in sections]  # ultralytics keys
+    return args, schedule, fuser, detector
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, overrides, fuser_settings = parse_args(argv)
+    args, overrides, fuser_settings, detector_settings = parse_args(argv)
     data = args.data
     if data is not None and not data.is_dir():
         raise ConfigError(f"{data}: no such dataset folder")
@@ -110,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         schedule=args.schedule,
         overrides=overrides,
         det_checkpoint=args.det_checkpoint,
+        detector=args.detector,
+        detector_kwargs=detector_settings,
+        eval_split=args.eval_split,
         trust_checkpoint=args.trust_checkpoint,
         device=args.device,
         task=args.task,
@@ -124,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = run_det_eval(settings)
     width = max(len(r["input"]) for r in rows)
-    print(f"{'input':<{width}}  mAP50   mAP50-95  precision  recall  miss_rate")
+    print(f"{'input':<{width}}  mAP50   mAP50-95  precision  recall  rec@1FPPI  miss_rate")
     for r in rows:
         print(f"{r['input']:<{width}}  {r['mAP50']:.4f}  {r['mAP50-95']:.4f}    {r['precision']:.4f}     "
-              f"{r['recall']:.4f}  {r['miss_rate']:.4f}")  # fmt: skip
+              f"{r['recall']:.4f}  {r['recall_1fppi']:.4f}     {r['miss_rate']:.4f}")  # fmt: skip
     print(f"results: {settings.out / 'results.md'}")
     return 0
 

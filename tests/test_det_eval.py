@@ -20,7 +20,7 @@ from fusion.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "pipelines" / "det_eval.py"
-COLUMNS = ["input", "mAP50", "mAP50-95", "precision", "recall", "miss_rate"]
+COLUMNS = ["input", "mAP50", "mAP50-95", "precision", "recall", "recall_1fppi", "miss_rate"]
 
 _GUARD = {"on": False, "events": []}
 _NET_EVENTS = {"socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr",

@@ -2,6 +2,9 @@
 
 * **LLVIP** (the standard night-pedestrian set): ``visible/{train,test}/<id>.jpg``, ``infrared/{train,test}/<id>.jpg``,
   ``Annotations/<id>.xml``. The official split is the folders' split; one XML serves both images of a pair.
+  A flat sample of it (``vis``/``visible``, ``ir``/``infrared`` and ``label``/``Annotations`` with no split folders,
+  as LLVIP excerpts are often shared) is read as one evaluation split of the annotated pairs; pairs without an XML
+  are left out with a warning that names them.
 * **M3FD** (6 classes): one folder of infrared and one of visible images (``ir``/``Ir``/``infrared`` and
   ``vi``/``vis``/``Vis``/``visible``) plus VOC XML (``Annotation``/``Annotations``/``labels``) or one COCO JSON.
   M3FD publishes no split: ``train.txt``/``test.txt`` (one id per line) in the root are used when present, else a
@@ -32,6 +35,7 @@ from downstream.detection.labels import (
 )
 from fusion.data.pairs import pair_folders
 from fusion.errors import DatasetError
+from fusion.utils.logging import get_logger
 
 __all__ = [
     "DetSample",
@@ -45,6 +49,11 @@ __all__ = [
 ]
 
 LAYOUTS = ("llvip", "m3fd", "msrs")
+
+log = get_logger(__name__)
+_VIS_DIRS = ("visible", "vis", "vi", "Vis", "Visible")
+_IR_DIRS = ("infrared", "ir", "Ir", "Infrared")
+_XML_DIRS = ("Annotations", "Annotation", "label", "labels", "xml")
 
 
 @dataclass(frozen=True)
@@ -100,15 +109,16 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def load_llvip(root: str | os.PathLike, splits: Sequence[str] = ("train", "test")) -> DetDataset:
-    """Read LLVIP (or a tree in its layout) with its official train/test split.
+    """Read LLVIP (or a tree in its layout) with its official train/test split, or a flat sample of it.
 
     Raises:
-        DatasetError: missing folders, unpaired images, an image without XML, or a malformed XML.
+        DatasetError: missing folders, unpaired images, an image without XML (official layout), no annotated pair
+            (flat sample), or a malformed XML.
     """
     root = Path(root)
     ann = root / "Annotations"
-    if not ann.is_dir():
-        raise DatasetError(f"{root}: not an LLVIP tree (no Annotations/ folder)")
+    if not ann.is_dir() or not (root / "visible").is_dir():
+        return _load_llvip_flat(root)
     out: dict[str, list[DetSample]] = {}
     for split in splits:
         vis_dir, ir_dir = root / "visible" / split, root / "infrared" / split
@@ -124,6 +134,39 @@ def load_llvip(root: str | os.PathLike, splits: Sequence[str] = ("train", "test"
             raise DatasetError(f"{vis_dir}: no images")
         out[split] = samples
     return DetDataset("llvip", LLVIP_CLASSES, out)
+
+
+def _load_llvip_flat(root: Path) -> DetDataset:
+    """A flat LLVIP sample: every annotated pair in one split (``test``, also served as ``train``, as MSRS)."""
+    vis_dir, ir_dir, ann = _first_dir(root, _VIS_DIRS), _first_dir(root, _IR_DIRS), _first_dir(root, _XML_DIRS)
+    if vis_dir is None or ir_dir is None or ann is None:
+        raise DatasetError(f"{root}: not an LLVIP tree (needs Annotations/ with visible/ and infrared/, or a flat "
+                           "sample with vis/, ir/ and label/ folders)")  # fmt: skip
+    samples, unlabelled = [], []
+    for ident, vis, ir in _pair(vis_dir, ir_dir):
+        xml = ann / f"{ident}.xml"
+        if xml.is_file():
+            samples.append(DetSample(ident, vis, ir, read_voc_xml(xml, LLVIP_CLASSES, one_based=False)))
+        else:
+            unlabelled.append(ident)
+    if not samples:
+        raise DatasetError(f"{ann}: no XML annotation for any pair in {vis_dir}")
+    if unlabelled:
+        log.warning("%s: %d pair(s) have no annotation in %s and are left out: %s", root, len(unlabelled), ann,
+                    ", ".join(unlabelled[:10]) + (" ..." if len(unlabelled) > 10 else ""))
+    return DetDataset("llvip", LLVIP_CLASSES, {"test": samples, "train": samples})
+
+
+def _xml_names_people(folder: Path) -> bool:
+    """True when the first VOC XML in ``folder`` labels LLVIP's ``person`` class (M3FD says ``People``)."""
+    first = next(iter(sorted(folder.glob("*.xml"))), None)
+    if first is None:
+        return False
+    try:
+        text = first.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "<name>person</name>" in text.replace(" ", "")
 
 
 def _split_ids(root: Path, ids: list[str], test_every: int = 5) -> dict[str, list[str]]:
@@ -162,9 +205,9 @@ def load_m3fd(root: str | os.PathLike, labels: str | os.PathLike | None = None) 
     lab = Path(labels) if labels is not None else None
     if lab is None:
         lab = _first_dir(root, ("Annotation", "Annotations", "labels", "label", "xml"))
-        if lab is None:
-            jsons = sorted(root.glob("*.json")) + sorted((root / "label").glob("*.json"))
-            lab = jsons[0] if jsons else None
+        if lab is None or not any(lab.glob("*.xml")):
+            jsons = sorted(root.glob("*.json")) + sorted((lab or root / "label").glob("*.json"))
+            lab = jsons[0] if jsons else lab
     if lab is None:
         raise DatasetError(f"{root}: no M3FD labels found (an Annotation/ XML folder or a COCO .json)")
     if lab.is_file():
@@ -237,6 +280,9 @@ def detect_layout(root: str | os.PathLike) -> str:
         return "llvip"
     if _first_dir(root, ("label_det", "labels_det", "det_labels")) is not None:
         return "msrs"
+    xml_dir = _first_dir(root, _XML_DIRS)
+    if xml_dir is not None and _first_dir(root, _IR_DIRS) is not None and _xml_names_people(xml_dir):
+        return "llvip"
     if _first_dir(root, ("ir", "Ir", "infrared")) is not None:
         return "m3fd"
     raise DatasetError(f"{root}: unknown detection layout (expected LLVIP, M3FD or MSRS folders)")

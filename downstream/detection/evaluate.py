@@ -41,7 +41,7 @@ from downstream.detection.report import plot_curves, plot_qualitative, write_res
 from downstream.detection.safe_weights import SAFE_SUFFIX
 from downstream.detection.schedule import load_schedule
 from downstream.detection.yolo_data import read_fingerprint, write_yolo_dataset
-from fusion.errors import ConfigError
+from fusion.errors import ConfigError, DatasetError
 from fusion.utils.io import atomic_write_text, is_within
 from fusion.utils.logging import get_logger
 
@@ -67,6 +67,11 @@ class DetEvalSettings:
             else ``llvip``.
         overrides: ``key=value`` changes to the schedule.
         det_checkpoint: evaluate this detector on every input instead of training (a safe detector file).
+        detector: a given detector by name (:mod:`downstream.detection.detectors`, e.g. ``opencv-hog``) evaluated on
+            every input instead of training; it finds people only, so only the person class is scored.
+        detector_kwargs: its settings (``detector.KEY=VALUE``).
+        eval_split: ``test`` (the dataset's test split) or ``all`` (every labelled pair once: for a given detector
+            that was never trained on the dataset, e.g. a sample without a split).
         trust_checkpoint: allow ``det_checkpoint`` to be an ultralytics pickle (it can run code when loaded).
         device: ``cpu``, ``auto``, ``cuda``, ``N`` or ``N,M`` (ultralytics' own multi-GPU training).
         task: fusion task passed to the fusers.
@@ -86,6 +91,9 @@ class DetEvalSettings:
     schedule: str | None = None
     overrides: list[str] = field(default_factory=list)
     det_checkpoint: Path | None = None
+    detector: str | None = None
+    detector_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_split: str = "test"
     trust_checkpoint: bool = False
     device: str = "auto"
     task: str = "vif"
@@ -221,26 +229,32 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
     dataset, data_root = _load_dataset(s)
     dataset = dataset.subset({"train": s.max_train, "test": s.max_test})
     outside = _report_boxes_outside(dataset)
-    test = dataset.split("test")
+    test = _eval_samples(dataset, s.eval_split)
     given, class_map, imgsz, inputs = _given_detector(s, dataset, int(schedule.get("imgsz", 640)))
     splits = {"test": test} if given is not None else {"train": dataset.split("train"), "test": test}
     person = _person_class(dataset.classes)
-    gts = [smp.labels for smp in test]
-    results = [_evaluate_input(s, name, dataset, splits, gts, person, given=given, class_map=class_map,
-                               schedule=schedule, imgsz=imgsz, device=device) for name in inputs]
+    people_only = s.detector is not None  # the named detectors find people only: score the person class alone
+    classes = (dataset.classes[person],) if people_only else dataset.classes
+    gts = [smp.labels.only_class(person) if people_only else smp.labels for smp in test]
+    if not any(len(g) for g in gts):
+        raise DatasetError(f"{data_root}: no {' / '.join(classes)} box in the {len(test)} scored image(s): "
+                           "nothing to score")  # fmt: skip
+    results = [_evaluate_input(s, name, classes, splits, gts, 0 if people_only else person, given=given,
+                               class_map=class_map, schedule=schedule, imgsz=imgsz, device=device)
+               for name in inputs]  # fmt: skip
 
+    n_gt = sum(int((~g.ignore).sum()) for g in gts)
     notes = [
         f"data: {'synthetic LLVIP-layout scenes' if s.data is None else data_root} ({dataset.name}), "
-        f"{len(splits.get('train', []))} train / {len(test)} test images, classes: {', '.join(dataset.classes)}",
-        "detector: " + (str(s.det_checkpoint) if given is not None else
-                        f"{schedule['model']} trained per input, same schedule `{schedule_name}` and seed "
-                        f"{schedule.get('seed', 0)}, {schedule.get('epochs')} epochs, imgsz {imgsz}, "
-                        "last epoch's weights"),
-        f"miss rate: log-average over FPPI in [1e-2, 1] (9 points), class {dataset.classes[person]!r}, IoU 0.5",
+        f"{len(splits.get('train', []))} train / {len(test)} {s.eval_split} images, {n_gt} scored boxes, "
+        f"classes scored: {', '.join(classes)}",
+        "detector: " + _detector_note(s, given, schedule, schedule_name, imgsz),
+        f"miss rate: log-average over FPPI in [1e-2, 1] (9 points), recall@1FPPI at one false positive per image, "
+        f"class {dataset.classes[person]!r}, IoU 0.5",
     ]  # fmt: skip
     rows = [{"input": r.name, **r.metrics.row()} for r in results]
     write_results(rows, s.out, title="Detection: does fusion help?", notes=notes)
-    _write_pictures(s, results, test, gts)
+    _write_pictures(s, results, test, gts, conf=given.settings.display_score if people_only else 0.25)
     run = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
         "schedule": schedule,
@@ -252,6 +266,7 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
             "sizes": {k: len(v) for k, v in splits.items()},
             "boxes_outside_image": outside,
         },  # fmt: skip
+        "detector": given.record() if people_only else None,
         "timings": {r.name: r.timings for r in results},
         "total_s": round(time.perf_counter() - t_start, 1),
         "versions": _versions(),
@@ -260,11 +275,42 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
     return rows
 
 
+def _detector_note(s: DetEvalSettings, given: Any, schedule: dict[str, Any], schedule_name: str, imgsz: int) -> str:
+    if s.detector is not None:
+        settings = ", ".join(f"{k} {v}" for k, v in given.record().items() if k != "detector")
+        return f"{s.detector} (given, not trained; {settings})"
+    if given is not None:
+        return str(s.det_checkpoint)
+    return (f"{schedule['model']} trained per input, same schedule `{schedule_name}` and seed "
+            f"{schedule.get('seed', 0)}, {schedule.get('epochs')} epochs, imgsz {imgsz}, last epoch's weights")
+
+
+def _eval_samples(dataset: DetDataset, eval_split: str) -> list[Any]:
+    """The samples scored: the test split, or every labelled pair once (``all``, in split order)."""
+    if eval_split == "test":
+        if not dataset.splits.get("test"):
+            raise ConfigError(f"{dataset.name}: the test split is empty (a given detector can be scored on every "
+                              "pair with --eval-split all)")  # fmt: skip
+        return dataset.split("test")
+    seen: dict[str, Any] = {}
+    for samples in dataset.splits.values():
+        for smp in samples:
+            seen.setdefault(smp.ident, smp)
+    return list(seen.values())
+
+
 def _check_settings(s: DetEvalSettings) -> None:
     """What can be refused before any slow step (output place, weights file, input names)."""
     s.out = Path(s.out)
     if s.data is not None and is_within(s.out, s.data):
         raise ConfigError(f"--out {s.out} lies inside the dataset {s.data}; results are never written into inputs")
+    if s.eval_split not in ("test", "all"):
+        raise ConfigError(f"eval split {s.eval_split!r}: expected test or all")
+    if s.detector is not None and s.det_checkpoint is not None:
+        raise ConfigError("--detector and --det-checkpoint both name a detector: give one")
+    if s.eval_split == "all" and s.detector is None and s.det_checkpoint is None:
+        raise ConfigError("--eval-split all scores training images too: only for a given detector "
+                          "(--detector or --det-checkpoint)")  # fmt: skip
     if s.det_checkpoint is not None:
         check_local_weights(s.det_checkpoint)  # before any slow step: a missing file must fail at once
     _check_inputs(tuple(s.inputs))
@@ -278,22 +324,26 @@ def _given_detector(s: DetEvalSettings, dataset: DetDataset, imgsz: int) -> tupl
     from downstream.detection.yolo import class_mapping, detector_info, load_detector
 
     inputs = list(s.inputs)
-    if s.det_checkpoint is None:
+    if s.detector is not None:
+        from downstream.detection.detectors import create_detector
+
+        given, class_map, channels, source = create_detector(s.detector, **s.detector_kwargs), None, 3, s.detector
+    elif s.det_checkpoint is None:
         return None, None, imgsz, inputs
-    given = load_detector(s.det_checkpoint, trust=s.trust_checkpoint)
-    info = detector_info(given)
-    class_map = class_mapping(info["names"], dataset.classes)
-    if info["imgsz"] and not any(o.split("=", 1)[0].strip() == "imgsz" for o in s.overrides):
-        imgsz = info["imgsz"]  # evaluate at the size the detector was trained at unless told otherwise
-    wrong = [n for n in inputs if input_channels(n) != info["channels"]]
+    else:
+        given = load_detector(s.det_checkpoint, trust=s.trust_checkpoint)
+        info = detector_info(given)
+        class_map, channels, source = class_mapping(info["names"], dataset.classes), info["channels"], s.det_checkpoint
+        if info["imgsz"] and not any(o.split("=", 1)[0].strip() == "imgsz" for o in s.overrides):
+            imgsz = info["imgsz"]  # evaluate at the size the detector was trained at unless told otherwise
+    wrong = [n for n in inputs if input_channels(n) != channels]
     if wrong:
         if s.inputs == DEFAULT_INPUTS and wrong == [EARLY_FUSION]:
-            log.info("skipping %s: the given detector takes %d channels", EARLY_FUSION, info["channels"])
+            log.info("skipping %s: the given detector takes %d channels", EARLY_FUSION, channels)
             inputs.remove(EARLY_FUSION)
         else:
             raise ConfigError(
-                f"{s.det_checkpoint}: the detector takes {info['channels']} channels, "
-                f"input {wrong[0]!r} has {input_channels(wrong[0])}"
+                f"{source}: the detector takes {channels} channels, input {wrong[0]!r} has {input_channels(wrong[0])}"
             )
     return given, class_map, imgsz, inputs
 
@@ -310,7 +360,7 @@ class _InputResult:
 
 
 def _evaluate_input(
-    s: DetEvalSettings, name: str, dataset: DetDataset, splits: dict[str, Any], gts: list[Any], person: int, *,
+    s: DetEvalSettings, name: str, classes: tuple[str, ...], splits: dict[str, Any], gts: list[Any], person: int, *,
     given: Any, class_map: Any, schedule: dict[str, Any], imgsz: int, device: str,
 ) -> _InputResult:
     """Images of input ``name`` (fused through the cache if needed), its detector (given, reused, trained), scores."""
@@ -327,7 +377,7 @@ def _evaluate_input(
     reused = False
     if given is None:
         yaml_path = write_yolo_dataset(
-            s.out / "datasets" / slug, splits, images, dataset.classes, channels=input_channels(name)
+            s.out / "datasets" / slug, splits, images, classes, channels=input_channels(name)
         )
         weights, reused = _train_or_reuse(s, slug, yaml_path, schedule, device)
         model = load_detector(weights)
@@ -335,21 +385,27 @@ def _evaluate_input(
         model = given
     t1 = time.perf_counter()
     test_images = [images["test"][smp.ident] for smp in splits["test"]]
-    preds = predict_images(
-        model, test_images, imgsz=imgsz, device=device, batch=int(schedule.get("batch", 8)) if given is None else 8,
-        class_map=class_map,
-    )  # fmt: skip
-    m = evaluate_detections(preds, gts, len(dataset.classes), miss_rate_class=person)
+    if s.detector is not None:
+        preds = model.predict(test_images, desc=name)
+    else:
+        preds = predict_images(
+            model, test_images, imgsz=imgsz, device=device,
+            batch=int(schedule.get("batch", 8)) if given is None else 8, class_map=class_map,
+        )  # fmt: skip
+    m = evaluate_detections(preds, gts, len(classes), miss_rate_class=person)
     t2 = time.perf_counter()
     timings = {"inputs_s": round(t_inputs, 2), "train_s": round(t1 - t0 - t_inputs, 2),
                "evaluate_s": round(t2 - t1, 2), "reused_training": reused}  # fmt: skip
     atomic_write_text(s.out / "metrics" / f"{slug}.json", json.dumps(_metrics_json(m), indent=2))
-    log.info("%s: mAP50 %.4f  mAP50-95 %.4f  MR %.4f", name, m.map50, m.map50_95, m.miss_rate)
+    log.info("%s: mAP50 %.4f  mAP50-95 %.4f  recall@1FPPI %.4f  MR %.4f", name, m.map50, m.map50_95,
+             m.recall_1fppi, m.miss_rate)
     return _InputResult(name, m, preds, test_images, timings)
 
 
-def _write_pictures(s: DetEvalSettings, results: list[_InputResult], test: list[Any], gts: list[Any]) -> None:
-    """``curves.png`` (precision-recall, miss rate) and ``qualitative.png`` (``s.qualitative`` test images)."""
+def _write_pictures(s: DetEvalSettings, results: list[_InputResult], test: list[Any], gts: list[Any],
+                    conf: float = 0.25) -> None:
+    """``curves.png`` (precision-recall, miss rate) and ``qualitative.png`` (``s.qualitative`` test images, boxes
+    scoring ``conf`` or more)."""
     plot_curves({r.name: r.metrics for r in results}, s.out / "curves.png")
     k = min(s.qualitative, len(test))
     if k > 0:
@@ -360,4 +416,5 @@ def _write_pictures(s: DetEvalSettings, results: list[_InputResult], test: list[
             {r.name: [r.preds[i] for i in pick] for r in results},
             s.out / "qualitative.png",
             row_names=[test[i].ident for i in pick],
+            conf=conf,
         )

@@ -76,6 +76,12 @@ class ImageLabels:
     def __len__(self) -> int:
         return len(self.classes)
 
+    def only_class(self, cls: int) -> ImageLabels:
+        """The boxes of class ``cls`` alone, relabelled as class 0 (for a one-class detector)."""
+        keep = self.classes == cls
+        return ImageLabels(self.boxes[keep], np.zeros(int(keep.sum()), dtype=np.int64), self.width, self.height,
+                           self.ignore[keep])
+
     def scaled(self, width: int, height: int) -> ImageLabels:
         """The same boxes for the image resized to ``width`` x ``height``."""
         s = np.array([width / self.width, height / self.height] * 2)

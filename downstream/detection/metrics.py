@@ -14,6 +14,8 @@ detection's own area as in Dollár's toolbox, counts as neither; every other det
   ``1 - recall`` is sampled at 9 false-positives-per-image values spaced evenly in log space over [1e-2, 1]; at each,
   the curve point with the largest FPPI not above it is taken (a miss rate of 1 when the curve starts beyond it), and
   the geometric mean of the 9 values is reported. Lower is better.
+* **recall at 1 FPPI**: ``1 -`` the miss rate sampled the same way at one false positive per image (how many people
+  a detector finds when it is allowed one false alarm per frame).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "accumulate",
     "average_precision",
     "log_average_miss_rate",
+    "recall_at_fppi",
     "evaluate_detections",
     "IOU_THRESHOLDS",
 ]
@@ -222,6 +225,14 @@ def log_average_miss_rate(
     return float(np.exp(np.mean(np.log(np.maximum(sampled, 1e-10)))))
 
 
+def recall_at_fppi(fppi: np.ndarray, miss_rate: np.ndarray, at: float = 1.0) -> float:
+    """Recall at ``at`` false positives per image: ``1 -`` the miss rate of the curve point with the largest FPPI
+    not above ``at`` (0 when the curve starts beyond it), sampled as :func:`log_average_miss_rate` samples."""
+    fppi = np.concatenate(([-np.inf], np.asarray(fppi, dtype=np.float64)))
+    miss = np.concatenate(([1.0], np.asarray(miss_rate, dtype=np.float64)))
+    return float(1.0 - miss[np.searchsorted(fppi, at, side="right") - 1])
+
+
 @dataclass
 class DetMetrics:
     """Summary numbers and the curves behind them."""
@@ -238,6 +249,7 @@ class DetMetrics:
     mr_miss: np.ndarray
     n_images: int
     n_gt: int
+    recall_1fppi: float = float("nan")
 
     def row(self) -> dict[str, float]:
         return {
@@ -245,6 +257,7 @@ class DetMetrics:
             "mAP50-95": self.map50_95,
             "precision": self.precision,
             "recall": self.recall,
+            "recall_1fppi": self.recall_1fppi,
             "miss_rate": self.miss_rate,
         }
 
@@ -299,8 +312,9 @@ def evaluate_detections(
     if mr_curve is not None and mr_curve.n_gt > 0:
         fppi, miss = mr_curve.fppi(0), 1.0 - mr_curve.recall(0)
         mr = log_average_miss_rate(fppi, miss)
+        r1 = recall_at_fppi(fppi, miss, 1.0)
     else:
-        fppi, miss, mr = np.zeros(0), np.zeros(0), float("nan")
+        fppi, miss, mr, r1 = np.zeros(0), np.zeros(0), float("nan"), float("nan")
     return DetMetrics(
         map50=map50,
         map50_95=map50_95,
@@ -314,4 +328,5 @@ def evaluate_detections(
         mr_miss=miss,
         n_images=len(ground_truth),
         n_gt=sum(cv.n_gt for cv in curves.values()),
+        recall_1fppi=r1,
     )

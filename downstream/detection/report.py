@@ -18,7 +18,7 @@ from fusion.utils.io import atomic_path, atomic_write_text
 
 __all__ = ["RESULT_COLUMNS", "write_results", "plot_curves", "plot_qualitative"]
 
-RESULT_COLUMNS = ("input", "mAP50", "mAP50-95", "precision", "recall", "miss_rate")
+RESULT_COLUMNS = ("input", "mAP50", "mAP50-95", "precision", "recall", "recall_1fppi", "miss_rate")
 
 
 def _fmt(v: object, digits: int = 4) -> str:
@@ -44,7 +44,8 @@ def write_results(
         if vals and len(set(vals)) > 1:  # a tie across every row marks nothing
             best[c] = min(vals) if c == "miss_rate" else max(vals)
     lines = [f"# {title}" if title else "# Detection comparison", ""]
-    lines.append("| " + " | ".join(c if c != "miss_rate" else "MR^-2 (lower is better)" for c in RESULT_COLUMNS) + " |")
+    heads = {"miss_rate": "MR^-2 (lower is better)", "recall_1fppi": "recall@1FPPI"}
+    lines.append("| " + " | ".join(heads.get(c, c) for c in RESULT_COLUMNS) + " |")
     lines.append("|" + "---|" * len(RESULT_COLUMNS))
     for r in rows:
         cells = [str(r["input"])]
