@@ -20,6 +20,7 @@ any folder). Bad input stops with a one-line error and exit status 2.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from fusion.errors import ConfigError
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.iters=50")
     p.add_argument("--out", type=Path, help="output folder (default: the config's output_dir)")
     p.add_argument("--compare", action="store_true", help="train frozen-fusion and e2e arms and compare them")
+    p.add_argument("--seeds", help="with --compare: comma list of training seeds, one comparison each in "
+                   "<out>/seed_<s>/, then the table seeds.md / seeds.csv (e.g. 0,1,2,3,4)")
     p.add_argument("--resume", help="'auto' (newest checkpoint in the output folder) or a checkpoint / run folder")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets train.device)")
     p.add_argument("--export-parts", type=Path, metavar="DIR", help="also write the fusion and segmenter parts here")
@@ -50,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     plain, overrides = script_positionals([args.config, *args.overrides], max_plain=1, plain_name="config file")
     config = plain[0] if plain else None
     from downstream.e2e.config import load_config
-    from downstream.e2e.evaluate import comparison_markdown, prepare_synthetic_mfnet, run_comparison
+    from downstream.e2e.evaluate import comparison_markdown, prepare_synthetic_data, run_comparison, run_seeds
     from downstream.e2e.trainer import finetune
 
+    seeds = _seed_list(args.seeds) if args.seeds is not None else None
+    if seeds is not None and not args.compare:
+        raise ConfigError("--seeds runs the comparison once per seed: add --compare")
     opts = parse_overrides(overrides)
     if args.out is not None:
         opts["output_dir"] = str(args.out)
@@ -61,13 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(config or config_path(DEFAULT_CONFIG), opts)
     out = Path(cfg["output_dir"])
     if cfg["data"]["root"] is None:
-        syn = cfg["data"]["synthetic"]
-        cfg["data"]["root"] = str(prepare_synthetic_mfnet(out / "data" / "mfnet_synthetic", **syn))
+        cfg["data"]["root"] = str(prepare_synthetic_data(cfg, out))
     elif not Path(cfg["data"]["root"]).is_dir():
         raise ConfigError(f"{cfg['data']['root']}: no such dataset folder (data.root)")
     if args.compare:
         if args.resume:
             raise ConfigError("--compare resumes each arm from its own folder by itself; drop --resume")
+        if seeds is not None:
+            command = "python pipelines/finetune_e2e.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            run_seeds(cfg, out, seeds, progress=bool(cfg["log"]["progress"]), command=command)
+            print((out / "seeds.md").read_text(encoding="utf-8"), end="")
+            print(f"results: {out / 'seeds.md'}")
+            return 0
         result = run_comparison(cfg, out, progress=bool(cfg["log"]["progress"]))
         print(comparison_markdown(result), end="")
         print(f"results: {out / 'results.md'}")
@@ -82,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
             for part, path in export_parts(final, args.export_parts).items():
                 print(f"{part}: {path}")
     return 0
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected a comma list of integers, e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"--seeds {text!r}: expected distinct non-negative integers")
+    return seeds
 
 
 def cli() -> None:

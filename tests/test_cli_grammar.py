@@ -173,7 +173,8 @@ def test_det_eval_grammar(tmp_path, monkeypatch, caplog):
 
     def fake_run(settings):
         seen["settings"] = settings
-        return [{"input": "ir", "mAP50": 0.0, "mAP50-95": 0.0, "precision": 0.0, "recall": 0.0, "miss_rate": 1.0}]
+        return [{"input": "ir", "mAP50": 0.0, "mAP50-95": 0.0, "precision": 0.0, "recall": 0.0, "recall_1fppi": 0.0,
+                 "miss_rate": 1.0}]
 
     monkeypatch.setattr(det_eval, "run_det_eval", fake_run)
     caplog.set_level(logging.WARNING, logger="fusion.utils.cli")

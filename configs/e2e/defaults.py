@@ -12,6 +12,17 @@ cfg = {
         "freeze": [],  # fnmatch patterns of TC-MoA parameters kept frozen too, e.g. ["FusionLayer.*.conv1.weight"]
         "skip_identity_blocks": True,  # skip frozen blocks that are exact identities (codec init): same result
     },
+    # the task network trained with the fuser: segmentation (an mmseg segmenter, `segmenter` below) or detection
+    # (an ultralytics YOLO detector, `detector` below; data.root then holds an LLVIP / M3FD / MSRS layout)
+    "downstream": "segmentation",
+    "detector": {
+        "model": "yolov8n.yaml",  # ultralytics model yaml (random weights) or a local .pt (never downloaded)
+        "checkpoint": None,  # detector weights to start from: a safe detector file (det_eval's *.safetensors)
+        "classes": None,  # class names to train on (None: the dataset's classes); other boxes are dropped
+        "hyp": {},  # ultralytics loss gains, e.g. {"box": 7.5, "cls": 0.5, "dfl": 1.5} (its defaults otherwise)
+        "conf": 0.001,  # evaluation: lowest score kept (low, so that AP and the miss-rate curve see every box)
+        "iou": 0.7,  # evaluation: NMS IoU (ultralytics' validation default)
+    },
     "segmenter": {
         # mmseg config (model, dataset type, splits): a path, or a shipped config name (configs/seg/...) from any folder
         "config": "configs/seg/fcn_r18-slim_mfnet-synthetic.py",
@@ -22,8 +33,10 @@ cfg = {
     "data": {
         "root": None,  # dataset root (the segmenter config's layout); None: synthetic MFNet-layout scenes
         # used when root is None; thermal_crossover: share of daytime pedestrians seen in visible light only
+        # (detection: LLVIP-layout scenes, 60 % train / 40 % test)
         "synthetic": {"n": 100, "height": 112, "width": 112, "seed": 0, "thermal_crossover": 0.0},
-        "train_split": "train",
+        "layout": "auto",  # detection datasets: auto | llvip | m3fd | msrs
+        "train_split": "train",  # (detection: the dataset's train / test splits)
         "test_split": "test",
         "crop_size": [112, 112],  # [H, W] training crops, multiples of 112 (TC-MoA's input unit)
         "hflip": 0.5,  # probability of the shared horizontal flip

@@ -3,8 +3,10 @@
 ``.safetensors`` (default) holds the keys ``fusion.<TC-MoA key>`` and ``segmenter.<mmseg key>``; its metadata holds
 ``tcmoa_config`` (the TC-MoA config as JSON, as :func:`fusion.models.save_checkpoint` writes it), ``segmenter_config``
 (the mmseg config text, so the segmenter can be rebuilt without the original file) and ``e2e`` (JSON: model name,
-task, classes, schedule, what the run measured). ``.pth`` / ``.pt`` files hold the same as a dict of tensors and
-strings (``{"fusion": sd, "segmenter": sd, "tcmoa_config": {...}, "segmenter_config": str, "e2e": {...}}``) and are
+task, classes, schedule, what the run measured). A detection run stores its YOLO detector as ``detector.<key>``
+(``part="detector"``) and its model name and classes (JSON) as ``detector_config``. ``.pth`` / ``.pt`` files hold
+the same as a dict of tensors and strings (``{"fusion": sd, "segmenter": sd, "tcmoa_config": {...},
+"segmenter_config": str, "e2e": {...}}``) and are
 read with ``torch.load(..., weights_only=True)``.
 
 :func:`export_parts` writes the two parts separately: ``fusion.safetensors`` (a plain TC-MoA checkpoint, usable as
@@ -29,7 +31,8 @@ from fusion.utils.safe_load import check_finite, load_torch_file
 __all__ = ["E2ECheckpoint", "save_e2e_checkpoint", "load_e2e_checkpoint", "export_parts", "E2E_FORMAT"]
 
 E2E_FORMAT = "tcmoa-e2e/1"
-_FUSION, _SEG = "fusion.", "segmenter."
+_FUSION = "fusion."
+PARTS: tuple[str, ...] = ("segmenter", "detector")
 
 
 @dataclass
@@ -41,6 +44,7 @@ class E2ECheckpoint:
     tcmoa_config: dict[str, Any]
     segmenter_config: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    part: str = "segmenter"  # what ``segmenter`` / ``segmenter_config`` hold: "segmenter" or "detector"
 
     @property
     def model_name(self) -> str:
@@ -57,8 +61,12 @@ def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_e2e_checkpoint(path: str | os.PathLike, fusion_state: dict[str, torch.Tensor],
                         segmenter_state: dict[str, torch.Tensor], tcmoa_config: dict[str, Any], *,
-                        segmenter_config: str = "", meta: dict[str, Any] | None = None) -> Path:
-    """Write both parts atomically (``.safetensors``, or ``.pth``/``.pt`` with tensors and plain values only)."""
+                        segmenter_config: str = "", meta: dict[str, Any] | None = None,
+                        part: str = "segmenter") -> Path:
+    """Write both parts atomically (``.safetensors``, or ``.pth``/``.pt`` with tensors and plain values only);
+    ``part`` names the task network (``segmenter`` or ``detector``)."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     path = Path(path)
     meta = {"format": E2E_FORMAT, **(meta or {})}
     fusion_sd, seg_sd = _cpu(fusion_state), _cpu(segmenter_state)
@@ -67,15 +75,15 @@ def save_e2e_checkpoint(path: str | os.PathLike, fusion_state: dict[str, torch.T
             from safetensors.torch import save_file
 
             tensors = {_FUSION + k: v for k, v in fusion_sd.items()}
-            tensors.update({_SEG + k: v for k, v in seg_sd.items()})
+            tensors.update({f"{part}.{k}": v for k, v in seg_sd.items()})
             # BN's num_batches_tracked shares no storage with anything, but safetensors refuses shared tensors
             tensors = {k: v.clone() if v.dim() == 0 else v for k, v in tensors.items()}
             save_file(tensors, str(tmp), metadata={
-                "format": "pt", "tcmoa_config": json.dumps(tcmoa_config), "segmenter_config": segmenter_config,
+                "format": "pt", "tcmoa_config": json.dumps(tcmoa_config), f"{part}_config": segmenter_config,
                 "e2e": json.dumps(meta, default=str)})
         else:
-            torch.save({"fusion": fusion_sd, "segmenter": seg_sd, "tcmoa_config": dict(tcmoa_config),
-                        "segmenter_config": segmenter_config, "e2e": json.loads(json.dumps(meta, default=str))},
+            torch.save({"fusion": fusion_sd, part: seg_sd, "tcmoa_config": dict(tcmoa_config),
+                        f"{part}_config": segmenter_config, "e2e": json.loads(json.dumps(meta, default=str))},
                        tmp)
     return path
 
@@ -107,15 +115,17 @@ def load_e2e_checkpoint(path: str | os.PathLike) -> E2ECheckpoint:
         except json.JSONDecodeError:
             raise CheckpointError(f"{path}: metadata is not valid JSON") from None
         fusion = {k[len(_FUSION):]: v for k, v in tensors.items() if k.startswith(_FUSION)}
-        seg = {k[len(_SEG):]: v for k, v in tensors.items() if k.startswith(_SEG)}
-        seg_cfg = meta.get("segmenter_config", "")
+        part = "detector" if any(k.startswith("detector.") for k in tensors) else "segmenter"
+        seg = {k[len(part) + 1:]: v for k, v in tensors.items() if k.startswith(part + ".")}
+        seg_cfg = meta.get(f"{part}_config", "")
     else:
         obj = load_torch_file(path)
-        if not isinstance(obj, dict) or not {"fusion", "segmenter", "tcmoa_config"} <= set(obj):
-            raise CheckpointError(f"{path}: not an end-to-end checkpoint (expected keys fusion, segmenter, "
-                                  "tcmoa_config)")
-        fusion, seg, tcmoa_config = obj["fusion"], obj["segmenter"], obj["tcmoa_config"]
-        info, seg_cfg = dict(obj.get("e2e") or {}), str(obj.get("segmenter_config") or "")
+        part = "detector" if isinstance(obj, dict) and "detector" in obj else "segmenter"
+        if not isinstance(obj, dict) or not {"fusion", part, "tcmoa_config"} <= set(obj):
+            raise CheckpointError(f"{path}: not an end-to-end checkpoint (expected keys fusion, segmenter or "
+                                  "detector, tcmoa_config)")
+        fusion, seg, tcmoa_config = obj["fusion"], obj[part], obj["tcmoa_config"]
+        info, seg_cfg = dict(obj.get("e2e") or {}), str(obj.get(f"{part}_config") or "")
     if info.get("format") != E2E_FORMAT:
         raise CheckpointError(f"{path}: unknown end-to-end format {info.get('format')!r} (expected {E2E_FORMAT})")
     if not fusion:
@@ -123,14 +133,14 @@ def load_e2e_checkpoint(path: str | os.PathLike) -> E2ECheckpoint:
     check_finite(fusion, str(path))
     check_finite(seg, str(path))
     return E2ECheckpoint(fusion=fusion, segmenter=seg, tcmoa_config=tcmoa_config, segmenter_config=seg_cfg,
-                         meta=info)
+                         meta=info, part=part)
 
 
 def export_parts(source: str | os.PathLike | E2ECheckpoint, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Split an end-to-end checkpoint into ``fusion.safetensors``, ``segmenter.pth`` and ``segmenter_config.py``.
 
     Returns the written paths by part name (``fusion``, ``segmenter``, ``segmenter_config``; the last two only when
-    the checkpoint holds a segmenter).
+    the checkpoint holds a segmenter: a detection run's detector is used through the end-to-end file itself).
     """
     from safetensors.torch import save_file
 
@@ -141,7 +151,7 @@ def export_parts(source: str | os.PathLike | E2ECheckpoint, out_dir: str | os.Pa
     with atomic_path(target) as tmp:
         save_file(_cpu(ck.fusion), str(tmp), metadata={"format": "pt", "tcmoa_config": json.dumps(ck.tcmoa_config)})
     written["fusion"] = target
-    if ck.segmenter:
+    if ck.segmenter and ck.part == "segmenter":
         target = out / "segmenter.pth"
         with atomic_path(target) as tmp:
             torch.save({"state_dict": _cpu(ck.segmenter), "meta": {"e2e": json.dumps(ck.meta, default=str)}}, tmp)

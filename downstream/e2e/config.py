@@ -35,7 +35,7 @@ from fusion.utils.config import config_path, load_layered_config, read_config_fi
 from fusion.utils.config import get_dotted as _get
 from fusion.utils.config import merge_config as _merge
 
-__all__ = ["DEFAULTS", "MODES", "default_config", "load_config", "merge_config", "validate_config"]
+__all__ = ["DEFAULTS", "MODES", "DOWNSTREAMS", "default_config", "load_config", "merge_config", "validate_config"]
 
 MODES: tuple[str, ...] = ("joint", "alternating", "frozen")
 
@@ -43,7 +43,11 @@ DEFAULTS: dict[str, Any] = read_config_file(config_path("e2e/defaults.py"))
 """Every option the finetuning reads, with its default: the shipped ``configs/e2e/defaults.py``, which says
 what each one means."""
 
+DOWNSTREAMS: tuple[str, ...] = ("segmentation", "detection")
+
 _CHOICES: dict[str, tuple[Any, ...]] = {
+    "downstream": DOWNSTREAMS,
+    "data.layout": ("auto", "llvip", "m3fd", "msrs"),
     "schedule.mode": MODES,
     "train.amp": ("none", "bf16", "fp16"),
     "model.init": ("auto", "checkpoint", "codec", "random"),
@@ -51,7 +55,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "loss.fusion_phase": ("warmup", "main"),
 }
 # free-form sections: keys inside them are not checked against DEFAULTS
-_OPEN_KEYS = ("model.overrides", "segmenter.cfg_options", "eval.band")
+_OPEN_KEYS = ("model.overrides", "segmenter.cfg_options", "eval.band", "detector.hyp")
 
 
 def default_config() -> dict[str, Any]:
@@ -77,7 +81,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     """
     cfg = load_layered_config(path, overrides, defaults=DEFAULTS, validate=validate_config, open_keys=_OPEN_KEYS)
     seg = cfg["segmenter"]["config"]
-    if not Path(seg).exists():  # a shipped config name: its installed path (a path given as it exists stays as is)
+    # a shipped config name: its installed path (a path given as it exists stays as is)
+    if cfg["downstream"] == "segmentation" and not Path(seg).exists():
         cfg["segmenter"]["config"] = str(resolve_config(seg))
     return cfg
 
@@ -112,8 +117,21 @@ def validate_config(cfg: dict[str, Any]) -> None:
             and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 and c % 112 == 0 for c in crop)):
         raise ConfigError(f"data.crop_size={cfg['data']['crop_size']!r}: expected [H, W], positive multiples of 112 "
                           "(TC-MoA's input unit)")
-    if not isinstance(cfg["segmenter"]["config"], str) or not cfg["segmenter"]["config"]:
+    if cfg["downstream"] == "segmentation" and (not isinstance(cfg["segmenter"]["config"], str)
+                                                or not cfg["segmenter"]["config"]):
         raise ConfigError("segmenter.config: the mmseg config file of the segmenter is required")
+    det = cfg["detector"]
+    if cfg["downstream"] == "detection":
+        if not isinstance(det["model"], str) or not det["model"]:
+            raise ConfigError("detector.model: an ultralytics model yaml or a local .pt is required")
+        classes = det["classes"]
+        if classes is not None and not (isinstance(classes, (list, tuple)) and classes
+                                        and all(isinstance(c, str) for c in classes)):
+            raise ConfigError(f"detector.classes={classes!r}: expected a non-empty list of class names or None")
+        for key in ("conf", "iou"):
+            v = det[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ConfigError(f"detector.{key}={v!r}: expected a number in [0, 1]")
     for key in ("data.batch_size", "data.eval_batch_size", "train.iters", "schedule.seg_iters",
                 "schedule.fusion_iters", "checkpoint.keep_last", "log.every_iters"):
         _positive_int(cfg, key)

@@ -24,9 +24,12 @@ from torch.utils.data import Dataset
 from fusion.errors import DatasetError, InputError
 from fusion.utils.io import read_image
 
-__all__ = ["SegTriple", "SegPairDataset", "list_triples", "load_triple", "to_tensor01"]
+__all__ = ["SegTriple", "SegPairDataset", "DetPairDataset", "list_triples", "load_triple", "load_det_pair",
+           "to_tensor01", "crop_params", "unpad_boxes", "MAX_BOXES"]
 
 IGNORE_INDEX = 255
+MAX_BOXES = 100
+"""Boxes per detection training item (padded with class -1 so that items of a batch stack)."""
 
 
 class SegTriple(dict):
@@ -78,6 +81,17 @@ def load_triple(triple: SegTriple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def to_tensor01(img: np.ndarray) -> torch.Tensor:
     """``uint8`` ``(H, W, 3)`` → float ``(3, H, W)`` in [0, 1]."""
     return torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
+
+
+def crop_params(seed: int, epoch: int, index: int, height: int, width: int, crop_size: tuple[int, int],
+                hflip: float) -> tuple[int, int, bool]:
+    """``(top, left, flip)`` of one training item: a pure function of ``(seed, epoch, index)`` and the sizes."""
+    rng = np.random.default_rng([int(seed), int(epoch), int(index)])
+    ch, cw = crop_size
+    top = int(rng.integers(0, max(0, height - ch) + 1))
+    left = int(rng.integers(0, max(0, width - cw) + 1))
+    flip = bool(rng.uniform() < hflip)
+    return top, left, flip
 
 
 def _pad_to(arr: np.ndarray, h: int, w: int, value: int | None) -> np.ndarray:
@@ -136,12 +150,7 @@ class SegPairDataset(Dataset):
 
     def crop_params(self, index: int, epoch: int, height: int, width: int) -> tuple[int, int, bool]:
         """``(top, left, flip)`` of one item; a pure function of ``(seed, epoch, index)`` and the image size."""
-        rng = np.random.default_rng([self.seed, int(epoch), int(index)])
-        ch, cw = self.crop_size
-        top = int(rng.integers(0, max(0, height - ch) + 1))
-        left = int(rng.integers(0, max(0, width - cw) + 1))
-        flip = bool(rng.uniform() < self.hflip)
-        return top, left, flip
+        return crop_params(self.seed, epoch, index, height, width, self.crop_size, self.hflip)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, epoch = (key, 0) if isinstance(key, (int, np.integer)) else key
@@ -157,4 +166,103 @@ class SegPairDataset(Dataset):
             out.append(np.array(arr))  # a writable copy: decoded images are cached read-only
         return {"a": to_tensor01(out[0]), "b": to_tensor01(out[1]), "label": torch.from_numpy(out[2]).long(),
                 "index": index, "name": self.triples[index]["name"],
+                "crop": torch.tensor([top, left, int(flip)], dtype=torch.int64)}
+
+
+def load_det_pair(sample: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(vis, ir, boxes)`` of a :class:`~downstream.detection.datasets.DetSample`: ``uint8`` RGB ``(H, W, 3)`` twice
+    (infrared replicated) and ``float32`` ``(n, 5)`` rows ``class, x1, y1, x2, y2`` (ignore boxes left out)."""
+    vis = read_image(sample.vis, "rgb")
+    ir = read_image(sample.ir, "gray")
+    if ir.shape != vis.shape[:2]:
+        raise InputError(f"{sample.ir}: size {ir.shape[1]}x{ir.shape[0]} differs from {sample.vis} "
+                         f"({vis.shape[1]}x{vis.shape[0]})")
+    lab = sample.labels
+    if (lab.width, lab.height) != (vis.shape[1], vis.shape[0]):
+        lab = lab.scaled(vis.shape[1], vis.shape[0])
+    keep = ~lab.ignore
+    boxes = np.concatenate([lab.classes[keep, None], lab.boxes[keep]], axis=1).astype(np.float32)
+    return vis, np.repeat(ir[:, :, None], 3, axis=2), boxes.reshape(-1, 5)
+
+
+def unpad_boxes(boxes: torch.Tensor, counts: torch.Tensor) -> list[torch.Tensor]:
+    """Per image the ``(n, 5)`` boxes of a padded batch ``(B, MAX_BOXES, 5)`` with ``counts`` ``(B,)``."""
+    return [boxes[i, : int(n)] for i, n in enumerate(counts)]
+
+
+class DetPairDataset(Dataset):
+    """Random crops of (visible, infrared, boxes) detection samples.
+
+    Items (addressed like :class:`SegPairDataset`'s) are dicts: ``a``, ``b`` float ``(3, H, W)`` in [0, 1],
+    ``boxes`` float ``(MAX_BOXES, 5)`` (``class, x1, y1, x2, y2`` in crop pixels, padded with class -1),
+    ``n_boxes``, ``index``, ``name``, ``crop``. A box is clipped to the crop and kept when at least
+    ``min_visible`` of its area and 2 pixels of each side remain (a person cut in half is still a person; a sliver
+    is not). Images smaller than the crop are reflect-padded (no box lies in the padding).
+
+    Args:
+        samples: :class:`~downstream.detection.datasets.DetSample` list.
+        crop_size: ``(H, W)``, multiples of 112.
+        hflip: probability of the shared horizontal flip (boxes flipped with the images).
+        seed: base seed of the crops.
+        task: the fusion task (read by :class:`~fusion.training.data.TaskStream`).
+        min_visible: share of a box's area that must remain inside the crop.
+    """
+
+    def __init__(self, samples: Sequence[Any], crop_size: Sequence[int] | int = (224, 224), *, hflip: float = 0.5,
+                 seed: int = 0, task: str = "vif", min_visible: float = 0.5) -> None:
+        if not samples:
+            raise DatasetError("DetPairDataset: no samples")
+        self.samples = list(samples)
+        crop = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(int(c) for c in crop_size)
+        if len(crop) != 2 or min(crop) < 1:
+            raise InputError(f"DetPairDataset: crop_size must be (H, W), got {crop_size!r}")
+        self.crop_size = crop
+        self.hflip = float(hflip)
+        self.seed = int(seed)
+        self.task = task
+        self.min_visible = float(min_visible)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if index not in self._cache:
+            self._cache[index] = load_det_pair(self.samples[index])
+        return self._cache[index]
+
+    def preload(self) -> None:
+        for i in range(len(self)):
+            self.load(i)
+
+    def crop_boxes(self, boxes: np.ndarray, top: int, left: int, flip: bool) -> np.ndarray:
+        """The ``(n, 5)`` boxes seen in the crop at ``(top, left)`` (flipped when ``flip``)."""
+        ch, cw = self.crop_size
+        b = boxes.astype(np.float64).copy()
+        area = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2])
+        b[:, [1, 3]] = np.clip(b[:, [1, 3]] - left, 0, cw)
+        b[:, [2, 4]] = np.clip(b[:, [2, 4]] - top, 0, ch)
+        w, h = b[:, 3] - b[:, 1], b[:, 4] - b[:, 2]
+        keep = (w >= 2) & (h >= 2) & (w * h >= self.min_visible * np.maximum(area, 1e-9))
+        b = b[keep]
+        if flip:
+            b[:, [1, 3]] = cw - b[:, [3, 1]]
+        return b.astype(np.float32)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, epoch = (key, 0) if isinstance(key, (int, np.integer)) else key
+        index = int(index)
+        vis, ir, boxes = self.load(index)
+        ch, cw = self.crop_size
+        top, left, flip = crop_params(self.seed, epoch, index, vis.shape[0], vis.shape[1], self.crop_size,
+                                      self.hflip)
+        out = []
+        for arr in (vis, ir):
+            arr = _pad_to(arr, ch, cw, None)[top : top + ch, left : left + cw]
+            out.append(np.array(arr[:, ::-1] if flip else arr))
+        kept = self.crop_boxes(boxes, top, left, flip)[:MAX_BOXES]
+        padded = np.full((MAX_BOXES, 5), -1.0, dtype=np.float32)
+        padded[: len(kept)] = kept
+        return {"a": to_tensor01(out[0]), "b": to_tensor01(out[1]), "boxes": torch.from_numpy(padded),
+                "n_boxes": len(kept), "index": index, "name": self.samples[index].ident,
                 "crop": torch.tensor([top, left, int(flip)], dtype=torch.int64)}

@@ -1,7 +1,8 @@
-"""The two networks trained together: a TC-MoA fuser and an mmseg segmenter, in one module (one DDP wrapper).
+"""The two networks trained together: a TC-MoA fuser and a task network (an mmseg segmenter or an ultralytics YOLO
+detector), in one module (one DDP wrapper).
 
-:class:`E2EModel` ``forward(a, b, labels, fusion_grad=..., seg_grad=...)`` fuses ``a`` (visible) and ``b``
-(infrared), scores the fused image with the fusion loss and the segmenter's loss and returns both, so that one
+:class:`E2EModel` ``forward(a, b, targets, fusion_grad=...)`` fuses ``a`` (visible) and ``b`` (infrared), scores the
+fused image with the fusion loss and the task network's own training loss and returns both, so that one
 ``DistributedDataParallel`` wrapper covers the parameters of both parts.
 """
 
@@ -23,7 +24,7 @@ from fusion.models import TCMoA, normalize
 from fusion.utils.config import resolve_config
 from fusion.utils.logging import get_logger
 
-__all__ = ["build_fusion_model", "build_seg_model", "E2EModel", "trainable_fusion_names",
+__all__ = ["build_fusion_model", "build_seg_model", "build_det_model", "E2EModel", "trainable_fusion_names",
            "FUSION_INITS"]
 
 log = get_logger(__name__)
@@ -124,6 +125,28 @@ def build_seg_model(config_path: str | os.PathLike, checkpoint: str | os.PathLik
     return seg.train(), cfg
 
 
+def build_det_model(model: str, checkpoint: str | os.PathLike | None = None, *, num_classes: int,
+                    hyp: dict[str, Any] | None = None) -> nn.Module:
+    """Build the YOLO ``DetectionModel`` to train: from a model yaml (random weights, ``num_classes`` outputs) or a
+    local ``.pt``, then ``checkpoint`` (a safe detector file, :mod:`downstream.detection.safe_weights`) on top;
+    training mode, loss gains from ultralytics' defaults updated with ``hyp``."""
+    from downstream.e2e.detection import build_yolo, ensure_loss_args
+
+    net = build_yolo(model, nc=num_classes)
+    if checkpoint is not None:
+        from downstream.detection.yolo import load_detector
+
+        loaded = load_detector(checkpoint).model
+        try:
+            net.load_state_dict(loaded.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{checkpoint}: does not fit {model} ({str(exc).splitlines()[0]})") from None
+    nc = int(getattr(net, "nc", num_classes) or num_classes)
+    if nc != num_classes:
+        raise ConfigError(f"detector {model}: {nc} classes, the data has {num_classes}")
+    return ensure_loss_args(net, **dict(hyp or {})).train()
+
+
 def trainable_fusion_names(model: TCMoA) -> list[str]:
     """Names of the fuser's trainable parameters (never a backbone key)."""
     from fusion.models import is_backbone_key
@@ -136,26 +159,35 @@ def trainable_fusion_names(model: TCMoA) -> list[str]:
 
 
 class E2EModel(nn.Module):
-    """TC-MoA fuser + segmenter with the joint loss.
+    """TC-MoA fuser + task network with the joint loss.
 
     Args:
         fuser: the :class:`TCMoA` model (backbone frozen).
-        segmenter: an mmseg segmentor.
+        task_net: an mmseg segmentor (``downstream="segmentation"``) or a YOLO ``DetectionModel`` (``"detection"``).
+        downstream: which of the two ``task_net`` is; decides its loss.
         task: fusion task of the pairs (``vif``).
         fusion_loss: the fusion objective (:class:`fusion.losses.FusionLoss`).
         fusion_epoch: epoch passed to the fusion loss (selects its warm-up or main weights).
         router_noise: keep TC-MoA's training-time noisy gating on (official); False routes as at inference.
     """
 
-    def __init__(self, fuser: TCMoA, segmenter: nn.Module, *, task: str = "vif",
+    def __init__(self, fuser: TCMoA, task_net: nn.Module, *, downstream: str = "segmentation", task: str = "vif",
                  fusion_loss: FusionLoss | None = None, fusion_epoch: int = 0, router_noise: bool = True) -> None:
         super().__init__()
+        if downstream not in ("segmentation", "detection"):
+            raise ConfigError(f"downstream={downstream!r}: expected segmentation or detection")
         self.fuser = fuser
-        self.segmenter = segmenter
+        self.task_net = task_net
+        self.downstream = downstream
         self.task = task
         self.fusion_loss = fusion_loss or FusionLoss("current", warmup_epochs=0)
         self.fusion_epoch = int(fusion_epoch)
         self.router_noise = router_noise
+
+    @property
+    def segmenter(self) -> nn.Module:
+        """The task network (named for the segmentation case, which came first)."""
+        return self.task_net
 
     def set_modes(self, *, fuser_train: bool, seg_train: bool) -> None:
         """Training/eval mode of each part (eval: deterministic routing, fixed BN statistics)."""
@@ -167,27 +199,28 @@ class E2EModel(nn.Module):
             for m in self.fuser.modules():
                 if isinstance(m, MMoE):
                     m.eval()
-        self.segmenter.train(seg_train)
+        self.task_net.train(seg_train)
 
     def fuse(self, a: Tensor, b: Tensor, *, with_aux: bool = False) -> Tensor | tuple[Tensor, dict[str, Any]]:
         """Fused RGB ``(B, 3, H, W)`` in [0, 1] of sources in [0, 1] (``H``, ``W`` multiples of 112)."""
         return self.fuser(normalize(a), normalize(b), task=self.task, return_aux=with_aux)
 
     def forward(self, a: Tensor, b: Tensor, labels: Tensor, *, fusion_grad: bool = True, fused: Tensor | None = None,
-                lambda_fusion: float = 1.0, lambda_seg: float = 1.0) -> dict[str, Any]:
+                lambda_fusion: float = 1.0, lambda_seg: float = 1.0, n_boxes: Tensor | None = None) -> dict[str, Any]:
         """Losses of one batch.
 
         Args:
             a, b: visible and infrared ``(B, 3, H, W)`` in [0, 1].
-            labels: ``(B, H, W)`` class ids.
+            labels: segmentation: ``(B, H, W)`` class ids; detection: ``(B, MAX_BOXES, 5)`` padded boxes
+                ``class, x1, y1, x2, y2`` with ``n_boxes`` ``(B,)`` valid rows each.
             fusion_grad: fuse with gradients and compute the fusion loss; False fuses under ``no_grad``
                 (or uses ``fused``) and leaves the fusion loss out.
             fused: precomputed fused images (only with ``fusion_grad=False``; e.g. cached frozen-fusion outputs).
-            lambda_fusion, lambda_seg: weights of the two losses.
+            lambda_fusion, lambda_seg: weights of the two losses (``lambda_seg`` weighs the task network's loss).
 
         Returns:
-            ``loss`` (0-dim total), ``seg_loss``, ``fusion_loss`` (0 when not computed), ``fused`` (detached),
-            ``logs`` (floats of every term).
+            ``loss`` (0-dim total), ``seg_loss`` (the task network's loss), ``fusion_loss`` (0 when not computed),
+            ``fused`` (detached), ``logs`` (floats of every term).
         """
         logs: dict[str, float] = {}
         fusion_total = a.new_zeros(())
@@ -201,8 +234,18 @@ class E2EModel(nn.Module):
         else:
             with torch.no_grad():
                 out = self.fuse(a, b)
-        seg_total, seg_logs = segmentation_loss(self.segmenter, out, labels)
-        logs.update({f"seg.{k}": v for k, v in seg_logs.items()})
+        if self.downstream == "detection":
+            from downstream.e2e.data import unpad_boxes
+            from downstream.e2e.detection import detection_loss
+
+            if n_boxes is None:
+                raise ValueError("detection: n_boxes (valid rows per image of the padded boxes) is required")
+            seg_total, task_logs = detection_loss(self.task_net, out, unpad_boxes(labels, n_boxes))
+            seg_total = seg_total / out.shape[0]  # ultralytics sums over the batch; a per-image loss weighs like L_seg
+            logs.update({f"det.{k}": v for k, v in task_logs.items()})
+        else:
+            seg_total, seg_logs = segmentation_loss(self.task_net, out, labels)
+            logs.update({f"seg.{k}": v for k, v in seg_logs.items()})
         total = lambda_seg * seg_total
         if fusion_grad:
             total = total + lambda_fusion * fusion_total

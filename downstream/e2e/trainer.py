@@ -31,13 +31,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from downstream.e2e.checkpoint import save_e2e_checkpoint
 from downstream.e2e.config import validate_config
-from downstream.e2e.data import SegPairDataset, list_triples
-from downstream.e2e.model import E2EModel, build_fusion_model, build_seg_model, trainable_fusion_names
+from downstream.e2e.data import DetPairDataset, SegPairDataset, list_triples
+from downstream.e2e.model import E2EModel, build_det_model, build_fusion_model, build_seg_model, trainable_fusion_names
 from fusion.errors import CheckpointError, ConfigError
 from fusion.losses import FusionLoss
 from fusion.runners.dist import DistContext, barrier, cleanup_distributed
@@ -60,7 +61,8 @@ from fusion.training.schedule import build_optimizer, lr_at, param_groups
 from fusion.utils.io import atomic_write_text
 from fusion.utils.logging import get_logger
 
-__all__ = ["E2ETrainer", "finetune", "phase_at", "lambda_seg_at", "LOG_TERMS", "PHASES", "split_datasets"]
+__all__ = ["E2ETrainer", "finetune", "phase_at", "lambda_seg_at", "LOG_TERMS", "PHASES", "split_datasets",
+           "detection_samples"]
 
 log = get_logger(__name__)
 
@@ -115,6 +117,43 @@ def split_datasets(seg_cfg: Any, cfg: dict[str, Any]) -> tuple[dict[str, Any], d
     return out[0], out[1]
 
 
+def detection_samples(cfg: dict[str, Any]) -> tuple[list[Any], list[Any], tuple[str, ...]]:
+    """``(train samples, test samples, classes)`` of the detection dataset at ``data.root`` (its own layout and
+    splits); with ``detector.classes`` only those classes' boxes are kept, renumbered in that order."""
+    from downstream.detection.datasets import DetSample, load_detection_dataset
+
+    dc = cfg["data"]
+    if not dc["root"]:
+        raise ConfigError("data.root: the detection dataset folder is required (finetune_e2e.py writes synthetic "
+                          "LLVIP-layout scenes when none is given)")  # fmt: skip
+    ds = load_detection_dataset(dc["root"], dc["layout"])
+    wanted = cfg["detector"]["classes"]
+    classes = tuple(ds.classes)
+    splits = {name: list(ds.splits.get(split) or []) for name, split in
+              (("train", dc["train_split"]), ("test", dc["test_split"]))}
+    for name, samples in splits.items():
+        if not samples:
+            raise ConfigError(f"{dc['root']}: the {name} split {dc[f'{name}_split']!r} has no samples")
+    if wanted:
+        lower = [c.lower() for c in classes]
+        missing = [c for c in wanted if c.lower() not in lower]
+        if missing:
+            raise ConfigError(f"detector.classes: {missing[0]!r} is not a class of {dc['root']} "
+                              f"({', '.join(classes)})")  # fmt: skip
+        index = [lower.index(c.lower()) for c in wanted]
+
+        def relabel(smp: DetSample) -> DetSample:
+            lab = smp.labels
+            keep = np.isin(lab.classes, index)
+            new = np.array([index.index(int(c)) for c in lab.classes[keep]], dtype=np.int64)
+            return DetSample(smp.ident, smp.vis, smp.ir, type(lab)(lab.boxes[keep], new, lab.width, lab.height,
+                                                                   lab.ignore[keep]))
+
+        splits = {k: [relabel(s) for s in v] for k, v in splits.items()}
+        classes = tuple(classes[i] for i in index)
+    return splits["train"], splits["test"], classes
+
+
 def dataset_classes(dataset_cfg: dict[str, Any]) -> tuple[str, ...]:
     """Class names of a dataset config's type (``METAINFO["classes"]``)."""
     from mmseg.registry import DATASETS
@@ -162,21 +201,35 @@ class E2ETrainer:
         unit = self.fuser.config.input_multiple
         if self.crop_size[0] % unit or self.crop_size[1] % unit:
             raise ConfigError(f"data.crop_size={list(self.crop_size)}: must be multiples of {unit} for {mc['name']}")
-        self.segmenter, self.seg_cfg = build_seg_model(sc["config"], sc["checkpoint"], sc["cfg_options"],
-                                                       crop_size=self.crop_size)
+        self.downstream = self.cfg["downstream"]
+        dc = self.cfg["data"]
+        self.test_samples: list[Any] = []
+        if self.downstream == "detection":
+            train_samples, self.test_samples, self.classes = detection_samples(self.cfg)
+            dt = self.cfg["detector"]
+            self.task_net = build_det_model(dt["model"], dt["checkpoint"], num_classes=len(self.classes),
+                                            hyp=dt["hyp"])
+            self.task_config_text = json.dumps({"model": dt["model"], "classes": list(self.classes)})
+            self.seg_cfg = None
+            self.train_dataset_cfg = self.test_dataset_cfg = None
+            self.dataset = DetPairDataset(train_samples, self.crop_size, hflip=dc["hflip"], seed=int(tr["seed"]),
+                                          task=mc["task"])
+        else:
+            self.task_net, self.seg_cfg = build_seg_model(sc["config"], sc["checkpoint"], sc["cfg_options"],
+                                                          crop_size=self.crop_size)
+            self.task_config_text = self.seg_cfg.pretty_text
+            self.train_dataset_cfg, self.test_dataset_cfg = split_datasets(self.seg_cfg, self.cfg)
+            self.classes = dataset_classes(self.train_dataset_cfg)
+            self.dataset = SegPairDataset(list_triples(self.train_dataset_cfg), self.crop_size, hflip=dc["hflip"],
+                                          seed=int(tr["seed"]), task=mc["task"])
         if sc["sync_bn"] and self.dist.distributed:
-            self.segmenter = nn.SyncBatchNorm.convert_sync_batchnorm(self.segmenter)
-        self.train_dataset_cfg, self.test_dataset_cfg = split_datasets(self.seg_cfg, self.cfg)
-        self.classes = dataset_classes(self.train_dataset_cfg)
+            self.task_net = nn.SyncBatchNorm.convert_sync_batchnorm(self.task_net)
         lc = self.cfg["loss"]
         fusion_loss = FusionLoss(lc["fusion_preset"], warmup_epochs=1 if lc["fusion_phase"] == "warmup" else 0)
-        self.module = E2EModel(self.fuser, self.segmenter, task=mc["task"], fusion_loss=fusion_loss,
-                               router_noise=mc["router_noise"]).to(self.device)
+        self.module = E2EModel(self.fuser, self.task_net, downstream=self.downstream, task=mc["task"],
+                               fusion_loss=fusion_loss, router_noise=mc["router_noise"]).to(self.device)
         self.fusion_param_names = trainable_fusion_names(self.fuser)
 
-        dc = self.cfg["data"]
-        self.dataset = SegPairDataset(list_triples(self.train_dataset_cfg), self.crop_size, hflip=dc["hflip"],
-                                      seed=int(tr["seed"]), task=mc["task"])
         if dc["num_workers"] > 0:
             self.dataset.preload()
         self.stream = TaskStream(self.dataset, dc["batch_size"], world_size=self.dist.world_size,
@@ -216,10 +269,21 @@ class E2ETrainer:
                                     csv_enabled=lg["csv"], resume_iteration=self.iteration)
         n_fuse = sum(p.numel() for p in self.fuser.parameters() if p.requires_grad)
         n_seg = sum(p.numel() for p in self.segmenter.parameters() if p.requires_grad)
-        log.info("e2e %s (%s init) + %s: %d fusion / %d segmenter trainable parameters, schedule %s, "
-                 "%d iterations (%d frozen-fusion warm-up), world size %d", mc["name"], self.fusion_init,
-                 Path(sc["config"]).stem, n_fuse, n_seg, self.cfg["schedule"]["mode"], self.total_iters,
+        net_name = Path(self.cfg["detector"]["model"] if self.downstream == "detection" else sc["config"]).stem
+        log.info("e2e %s (%s init) + %s: %d fusion / %d %s trainable parameters, schedule %s, "
+                 "%d iterations (%d frozen-fusion warm-up), world size %d", mc["name"], self.fusion_init, net_name,
+                 n_fuse, n_seg, self.part_name, self.cfg["schedule"]["mode"], self.total_iters,
                  tr["seg_warmup_iters"], self.dist.world_size)
+
+    @property
+    def segmenter(self) -> nn.Module:
+        """The task network (segmenter or detector; the name is the segmentation case's, which came first)."""
+        return self.task_net
+
+    @property
+    def part_name(self) -> str:
+        """``segmenter`` or ``detector``: the task network's name in checkpoints and logs."""
+        return "detector" if self.downstream == "detection" else "segmenter"
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -229,8 +293,8 @@ class E2ETrainer:
             "kind": _CKPT_KIND,
             "model": {k: v.detach().cpu() for k, v in self.fuser.state_dict().items()},
             "config": self.fuser.config.to_dict(),
-            "segmenter": {k: v.detach().cpu() for k, v in self.segmenter.state_dict().items()},
-            "segmenter_config": self.seg_cfg.pretty_text,
+            self.part_name: {k: v.detach().cpu() for k, v in self.segmenter.state_dict().items()},
+            f"{self.part_name}_config": self.task_config_text,
             "train_config": copy.deepcopy(self.cfg),
             "fusion_init": self.fusion_init,
             "optimizer": self.optimizer.state_dict(),
@@ -256,11 +320,14 @@ class E2ETrainer:
         trained parameters must match.
         """
         ck = load_training_checkpoint(path)
-        if ck.get("kind") != _CKPT_KIND or "segmenter" not in ck:
+        if ck.get("kind") != _CKPT_KIND or not ({"segmenter", "detector"} & set(ck)):
             raise CheckpointError(f"{path}: not an end-to-end training checkpoint (a fusion-training checkpoint?)")
+        if self.part_name not in ck:
+            other = "detector" if self.part_name == "segmenter" else "segmenter"
+            raise CheckpointError(f"{path}: holds a {other}, this run trains a {self.part_name} (downstream)")
         try:
             self.fuser.load_state_dict(ck["model"], strict=True)
-            self.segmenter.load_state_dict(ck["segmenter"], strict=True)
+            self.segmenter.load_state_dict(ck[self.part_name], strict=True)
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
             raise CheckpointError(f"{path}: networks do not match the checkpoint ({first})") from None
@@ -337,13 +404,16 @@ class E2ETrainer:
         batch = self.stream.next()
         self._last = batch
         a, b = batch["a"].to(self.device), batch["b"].to(self.device)
-        labels = batch["label"].to(self.device)
+        detection = self.downstream == "detection"
+        labels = (batch["boxes"] if detection else batch["label"]).to(self.device)
+        n_boxes = batch["n_boxes"] if detection else None
         fusion_step = phase in ("fusion", "joint")
         self.module.set_modes(fuser_train=fusion_step, seg_train=phase != "fusion")
         fused = self._frozen_fused(batch) if phase == "frozen" else None
         with self._autocast():
             out = self.model(a, b, labels, fusion_grad=fusion_step, fused=fused,
-                             lambda_fusion=float(self.cfg["loss"]["lambda_fusion"]), lambda_seg=lam_seg)
+                             lambda_fusion=float(self.cfg["loss"]["lambda_fusion"]), lambda_seg=lam_seg,
+                             n_boxes=n_boxes)
         loss = out["loss"]
         if not torch.isfinite(loss.detach()).all():
             raise FloatingPointError(f"non-finite loss at iteration {it} ({phase} phase); lower the learning rates, "
@@ -408,13 +478,14 @@ class E2ETrainer:
     def export(self, path: str | os.PathLike | None = None, meta: dict[str, Any] | None = None) -> Path:
         """Write the finetuned pair as ``e2e_final.safetensors`` (see :mod:`downstream.e2e.checkpoint`)."""
         target = Path(path) if path is not None else self.output_dir / "e2e_final.safetensors"
+        net = self.cfg["detector"]["model"] if self.downstream == "detection" else self.cfg["segmenter"]["config"]
         info = {"model": self.cfg["model"]["name"], "task": self.cfg["model"]["task"], "classes": list(self.classes),
                 "schedule": self.cfg["schedule"]["mode"], "iterations": self.iteration,
-                "fusion_init": self.fusion_init, "segmenter": str(self.cfg["segmenter"]["config"]),
+                "fusion_init": self.fusion_init, "downstream": self.downstream, self.part_name: str(net),
                 "crop_size": list(self.crop_size), **(meta or {})}
         save_e2e_checkpoint(target, self.fuser.state_dict(), self.segmenter.state_dict(), self.fuser.config.to_dict(),
-                            segmenter_config=self.seg_cfg.pretty_text, meta=info)
-        log.info("finetuned fuser + segmenter written to %s", target)
+                            segmenter_config=self.task_config_text, meta=info, part=self.part_name)
+        log.info("finetuned fuser + %s written to %s", self.part_name, target)
         return target
 
     def close(self) -> None:
