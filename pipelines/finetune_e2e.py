@@ -1,4 +1,4 @@
-"""End-to-end finetuning: train TC-MoA's adapters (and a segmenter) through the segmentation loss.
+"""End-to-end finetuning: train TC-MoA's adapters (and a segmenter or a YOLO detector) through the task's loss.
 
 Examples (``tcmoa-finetune-e2e`` is ``python pipelines/finetune_e2e.py``)::
 
@@ -6,13 +6,16 @@ Examples (``tcmoa-finetune-e2e`` is ``python pipelines/finetune_e2e.py``)::
     tcmoa-finetune-e2e configs/e2e/my_run.py data.root=/data/MFNet train.iters=20000 --device cuda
     torchrun --nproc_per_node 2 pipelines/finetune_e2e.py configs/e2e/my_run.py train.amp=bf16
     tcmoa-finetune-e2e configs/e2e/my_run.py --resume auto          # continue a killed run
+    tcmoa-finetune-e2e configs/e2e/tcmoa-tiny_yolov8n_llvip-crossover.py --compare --seeds 0,1,2   # detection
     tcmoa-seg-eval ... --inputs vis,ir,tcmoa_tiny,tcmoa_e2e:runs/e2e/e2e_final.safetensors
 
 Without ``--compare`` one run trains with the configured schedule (``schedule.mode``: joint | alternating |
 frozen) and writes ``e2e_final.safetensors`` (fusion + segmenter weights) in the output folder; ``--export-parts``
 also writes ``fusion.safetensors`` (a plain TC-MoA checkpoint) and ``segmenter.pth`` + ``segmenter_config.py``.
 With ``--compare`` the frozen-fusion reference and the end-to-end pipeline are trained with one schedule and scored
-on the test split (mIoU and fusion metrics): ``results.md`` / ``results.json``. Without ``data.root`` the synthetic
+on the test split (mIoU, or mAP50 / mAP50-95 / MR^-2 for ``downstream=detection``, and fusion metrics):
+``results.md`` / ``results.json``; ``--seeds 0,1,2`` repeats it per training seed in ``<out>/seed_<s>/`` and writes
+the table ``seeds.md`` / ``seeds.csv``. Without ``data.root`` the synthetic
 scenes are written to ``<out>/data``. The config is a file or a shipped name (``configs/e2e/<name>.py`` works from
 any folder). Bad input stops with a one-line error and exit status 2.
 """

@@ -105,7 +105,58 @@ def _pad_to(arr: np.ndarray, h: int, w: int, value: int | None) -> np.ndarray:
     return np.pad(arr, pad, mode="constant", constant_values=value)
 
 
-class SegPairDataset(Dataset):
+class _PairCrops(Dataset):
+    """What both training-crop datasets share: the samples, the crop size, the per-item crop rule, the decode
+    cache. Subclasses say how a sample is decoded (:meth:`_decode`) and what an item holds."""
+
+    def __init__(self, items: Sequence[Any], crop_size: Sequence[int] | int, *, hflip: float, seed: int,
+                 task: str) -> None:
+        if not items:
+            raise DatasetError(f"{type(self).__name__}: no samples")
+        self.items = list(items)
+        crop = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(int(c) for c in crop_size)
+        if len(crop) != 2 or min(crop) < 1:
+            raise InputError(f"{type(self).__name__}: crop_size must be (H, W), got {crop_size!r}")
+        self.crop_size = crop
+        self.hflip = float(hflip)
+        self.seed = int(seed)
+        self.task = task
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decoded sample ``index`` (kept in memory: the datasets here are small)."""
+        if index not in self._cache:
+            self._cache[index] = self._decode(index)
+        return self._cache[index]
+
+    def preload(self) -> None:
+        """Decode every sample now (before DataLoader workers fork, so that they share the memory)."""
+        for i in range(len(self)):
+            self.load(i)
+
+    def crop_params(self, index: int, epoch: int, height: int, width: int) -> tuple[int, int, bool]:
+        """``(top, left, flip)`` of one item; a pure function of ``(seed, epoch, index)`` and the image size."""
+        return crop_params(self.seed, epoch, index, height, width, self.crop_size, self.hflip)
+
+    def _crop_images(self, arrays: Sequence[tuple[np.ndarray, int | None]], top: int, left: int,
+                     flip: bool) -> list[np.ndarray]:
+        """Pad (``None``: reflect, else this constant), crop and flip each array; writable copies (decoded images
+        are cached read-only)."""
+        ch, cw = self.crop_size
+        out = []
+        for arr, value in arrays:
+            arr = _pad_to(arr, ch, cw, value)[top : top + ch, left : left + cw]
+            out.append(np.array(arr[:, ::-1] if flip else arr))
+        return out
+
+
+class SegPairDataset(_PairCrops):
     """Random crops of (visible, infrared, label) triples.
 
     Items are addressed by ``(index, epoch)`` (a plain int means epoch 0) and are dicts: ``a`` (visible) and ``b``
@@ -122,50 +173,23 @@ class SegPairDataset(Dataset):
 
     def __init__(self, triples: Sequence[SegTriple], crop_size: Sequence[int] | int = (112, 112), *,
                  hflip: float = 0.5, seed: int = 0, task: str = "vif") -> None:
-        if not triples:
-            raise DatasetError("SegPairDataset: no samples")
-        self.triples = list(triples)
-        crop = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(int(c) for c in crop_size)
-        if len(crop) != 2 or min(crop) < 1:
-            raise InputError(f"SegPairDataset: crop_size must be (H, W), got {crop_size!r}")
-        self.crop_size = crop
-        self.hflip = float(hflip)
-        self.seed = int(seed)
-        self.task = task
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        super().__init__(triples, crop_size, hflip=hflip, seed=seed, task=task)
 
-    def __len__(self) -> int:
-        return len(self.triples)
+    @property
+    def triples(self) -> list[SegTriple]:
+        return self.items
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Decoded ``(vis, ir, label)`` of sample ``index`` (kept in memory: the datasets here are small crops)."""
-        if index not in self._cache:
-            self._cache[index] = load_triple(self.triples[index])
-        return self._cache[index]
-
-    def preload(self) -> None:
-        """Decode every sample now (before DataLoader workers fork, so that they share the memory)."""
-        for i in range(len(self)):
-            self.load(i)
-
-    def crop_params(self, index: int, epoch: int, height: int, width: int) -> tuple[int, int, bool]:
-        """``(top, left, flip)`` of one item; a pure function of ``(seed, epoch, index)`` and the image size."""
-        return crop_params(self.seed, epoch, index, height, width, self.crop_size, self.hflip)
+    def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return load_triple(self.items[index])
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, epoch = (key, 0) if isinstance(key, (int, np.integer)) else key
         index = int(index)
         vis, ir, label = self.load(index)
-        ch, cw = self.crop_size
         top, left, flip = self.crop_params(index, epoch, *label.shape)
-        out = []
-        for arr, value in ((vis, None), (ir, None), (label, IGNORE_INDEX)):
-            arr = _pad_to(arr, ch, cw, value)[top : top + ch, left : left + cw]
-            if flip:
-                arr = arr[:, ::-1]
-            out.append(np.array(arr))  # a writable copy: decoded images are cached read-only
+        out = self._crop_images(((vis, None), (ir, None), (label, IGNORE_INDEX)), top, left, flip)
         return {"a": to_tensor01(out[0]), "b": to_tensor01(out[1]), "label": torch.from_numpy(out[2]).long(),
-                "index": index, "name": self.triples[index]["name"],
+                "index": index, "name": self.items[index]["name"],
                 "crop": torch.tensor([top, left, int(flip)], dtype=torch.int64)}
 
 
@@ -190,7 +214,7 @@ def unpad_boxes(boxes: torch.Tensor, counts: torch.Tensor) -> list[torch.Tensor]
     return [boxes[i, : int(n)] for i, n in enumerate(counts)]
 
 
-class DetPairDataset(Dataset):
+class DetPairDataset(_PairCrops):
     """Random crops of (visible, infrared, boxes) detection samples.
 
     Items (addressed like :class:`SegPairDataset`'s) are dicts: ``a``, ``b`` float ``(3, H, W)`` in [0, 1],
@@ -210,30 +234,15 @@ class DetPairDataset(Dataset):
 
     def __init__(self, samples: Sequence[Any], crop_size: Sequence[int] | int = (224, 224), *, hflip: float = 0.5,
                  seed: int = 0, task: str = "vif", min_visible: float = 0.5) -> None:
-        if not samples:
-            raise DatasetError("DetPairDataset: no samples")
-        self.samples = list(samples)
-        crop = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(int(c) for c in crop_size)
-        if len(crop) != 2 or min(crop) < 1:
-            raise InputError(f"DetPairDataset: crop_size must be (H, W), got {crop_size!r}")
-        self.crop_size = crop
-        self.hflip = float(hflip)
-        self.seed = int(seed)
-        self.task = task
+        super().__init__(samples, crop_size, hflip=hflip, seed=seed, task=task)
         self.min_visible = float(min_visible)
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    @property
+    def samples(self) -> list[Any]:
+        return self.items
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if index not in self._cache:
-            self._cache[index] = load_det_pair(self.samples[index])
-        return self._cache[index]
-
-    def preload(self) -> None:
-        for i in range(len(self)):
-            self.load(i)
+    def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return load_det_pair(self.items[index])
 
     def crop_boxes(self, boxes: np.ndarray, top: int, left: int, flip: bool) -> np.ndarray:
         """The ``(n, 5)`` boxes seen in the crop at ``(top, left)`` (flipped when ``flip``)."""
@@ -253,16 +262,11 @@ class DetPairDataset(Dataset):
         index, epoch = (key, 0) if isinstance(key, (int, np.integer)) else key
         index = int(index)
         vis, ir, boxes = self.load(index)
-        ch, cw = self.crop_size
-        top, left, flip = crop_params(self.seed, epoch, index, vis.shape[0], vis.shape[1], self.crop_size,
-                                      self.hflip)
-        out = []
-        for arr in (vis, ir):
-            arr = _pad_to(arr, ch, cw, None)[top : top + ch, left : left + cw]
-            out.append(np.array(arr[:, ::-1] if flip else arr))
+        top, left, flip = self.crop_params(index, epoch, vis.shape[0], vis.shape[1])
+        out = self._crop_images(((vis, None), (ir, None)), top, left, flip)
         kept = self.crop_boxes(boxes, top, left, flip)[:MAX_BOXES]
         padded = np.full((MAX_BOXES, 5), -1.0, dtype=np.float32)
         padded[: len(kept)] = kept
         return {"a": to_tensor01(out[0]), "b": to_tensor01(out[1]), "boxes": torch.from_numpy(padded),
-                "n_boxes": len(kept), "index": index, "name": self.samples[index].ident,
+                "n_boxes": len(kept), "index": index, "name": self.items[index].ident,
                 "crop": torch.tensor([top, left, int(flip)], dtype=torch.int64)}
