@@ -43,9 +43,12 @@ def test_window_to_person_is_the_inria_margin():
 def test_nms():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10.5]], dtype=float)
     scores = np.array([0.5, 0.9, 0.3, 0.9])
-    # the two 0.9 boxes: the earlier one wins the tie; box 3 overlaps box 1 by 0.64 > 0.45 and is dropped
-    np.testing.assert_array_equal(nms(boxes, scores, 0.45), [1, 2])
-    np.testing.assert_array_equal(nms(boxes, scores, 0.99), [1, 3, 0, 2])
+    # the two 0.9 boxes tie: the one with the smaller x1 (box 3) wins whatever the input order; it overlaps
+    # box 1 by 0.72 and box 0 by 0.95 (> 0.45), which are dropped
+    np.testing.assert_array_equal(nms(boxes, scores, 0.45), [3, 2])
+    np.testing.assert_array_equal(nms(boxes, scores, 0.99), [3, 1, 0, 2])
+    perm = np.array([3, 2, 1, 0])
+    np.testing.assert_array_equal(perm[nms(boxes[perm], scores[perm], 0.45)], [3, 2])  # order-independent
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
     with pytest.raises(ValueError, match="3 boxes but 2 scores"):
         nms(boxes[:3], scores[:2], 0.5)
@@ -122,6 +125,9 @@ def test_det_eval_hog_on_real_llvip_and_msrs(shared_data, tmp_path, capsys):
     md = (out / "results.md").read_text()
     assert "20 scored boxes" in md and "opencv-hog (given, not trained" in md and "classes scored: person" in md
     assert (out / "qualitative.png").stat().st_size > 10_000 and not (out / "train").exists()
+    preds = json.loads((out / "predictions" / "ir.json").read_text())["images"]
+    assert [p["id"] for p in preds] == ["010001", "010004", "010009"]
+    assert len(preds[0]["boxes"]) == len(preds[0]["scores"]) > 0 and set(preds[0]["classes"]) == {0}
     run = json.loads((out / "run.json").read_text())
     assert run["detector"]["detector"] == "opencv-hog" and run["settings"]["eval_split"] == "test"
 

@@ -10,8 +10,9 @@ optionally ``rgbt`` early fusion) it
 4. predicts on the test split and computes mAP50, mAP50-95, precision, recall and the log-average miss rate with
    :mod:`downstream.detection.metrics` (the same code for trained and given detectors);
 
-then writes ``results.csv``/``results.md``, ``curves.png`` (PR and miss-rate curves), ``qualitative.png`` and
-``run.json`` (settings, sizes, timings, versions).
+then writes ``results.csv``/``results.md``, ``curves.png`` (PR and miss-rate curves), ``qualitative.png``,
+``predictions/<input>.json`` (every test image's boxes and scores) and ``run.json`` (settings, sizes, timings,
+versions).
 """
 
 from __future__ import annotations
@@ -203,6 +204,13 @@ def _report_boxes_outside(dataset: DetDataset) -> dict[str, Any]:
         log.warning("%d annotated box(es) reach far outside their image and are clipped to it for training: %s",
                     total, shown)
     return {"count": total, "per_split": per_split, "images": examples[:50]}
+
+
+def _predictions_json(samples: list[Any], preds: list[Any]) -> dict[str, Any]:
+    """Every test image's boxes (xyxy pixels, rounded to 0.01 px), scores and classes, in the scored order."""
+    return {"images": [{"id": smp.ident, "boxes": np.round(d.boxes, 2).tolist(),
+                        "scores": np.round(d.scores, 6).tolist(), "classes": d.classes.tolist()}
+                       for smp, d in zip(samples, preds, strict=True)]}
 
 
 def _metrics_json(m: DetMetrics) -> dict[str, Any]:
@@ -397,6 +405,7 @@ def _evaluate_input(
     timings = {"inputs_s": round(t_inputs, 2), "train_s": round(t1 - t0 - t_inputs, 2),
                "evaluate_s": round(t2 - t1, 2), "reused_training": reused}  # fmt: skip
     atomic_write_text(s.out / "metrics" / f"{slug}.json", json.dumps(_metrics_json(m), indent=2))
+    atomic_write_text(s.out / "predictions" / f"{slug}.json", json.dumps(_predictions_json(splits["test"], preds)))
     log.info("%s: mAP50 %.4f  mAP50-95 %.4f  recall@1FPPI %.4f  MR %.4f", name, m.map50, m.map50_95,
              m.recall_1fppi, m.miss_rate)
     return _InputResult(name, m, preds, test_images, timings)
