@@ -10,8 +10,9 @@ Examples (``tcmoa-finetune-e2e`` is ``python pipelines/finetune_e2e.py``)::
     tcmoa-seg-eval ... --inputs vis,ir,tcmoa_tiny,tcmoa_e2e:runs/e2e/e2e_final.safetensors
 
 Without ``--compare`` one run trains with the configured schedule (``schedule.mode``: joint | alternating |
-frozen) and writes ``e2e_final.safetensors`` (fusion + segmenter weights) in the output folder; ``--export-parts``
-also writes ``fusion.safetensors`` (a plain TC-MoA checkpoint) and ``segmenter.pth`` + ``segmenter_config.py``.
+frozen) and writes ``e2e_final.safetensors`` (fusion + segmenter or detector weights) in the output folder;
+``--export-parts`` also writes ``fusion.safetensors`` (a plain TC-MoA checkpoint) and, for a segmenter,
+``segmenter.pth`` + ``segmenter_config.py``.
 With ``--compare`` the frozen-fusion reference and the end-to-end pipeline are trained with one schedule and scored
 on the test split (mIoU, or mAP50 / mAP50-95 / MR^-2 for ``downstream=detection``, and fusion metrics):
 ``results.md`` / ``results.json``; ``--seeds 0,1,2`` repeats it per training seed in ``<out>/seed_<s>/`` and writes
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "<out>/seed_<s>/, then the table seeds.md / seeds.csv (e.g. 0,1,2,3,4)")
     p.add_argument("--resume", help="'auto' (newest checkpoint in the output folder) or a checkpoint / run folder")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets train.device)")
-    p.add_argument("--export-parts", type=Path, metavar="DIR", help="also write the fusion and segmenter parts here")
+    p.add_argument("--export-parts", type=Path, metavar="DIR", help="also write the fusion (and segmenter) parts here")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     final = finetune(cfg, resume=args.resume)
     if final is not None:
-        print(f"finetuned fuser + segmenter: {final}")
+        part = "detector" if cfg["downstream"] == "detection" else "segmenter"
+        print(f"finetuned fuser + {part}: {final}")
         print(f"use it as the fusion method 'tcmoa_e2e:{final}'")
         if args.export_parts:
             from downstream.e2e.checkpoint import export_parts

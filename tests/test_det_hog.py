@@ -32,6 +32,10 @@ def test_registry_and_settings():
             HOGPeopleDetector(**bad)
     with pytest.raises(ConfigError, match="unknown detector"):
         create_detector("haar")
+    with pytest.raises(ConfigError, match="win_stride=8.0 must be an integer"):
+        HOGPeopleDetector(win_stride=8.0)
+    with pytest.raises(ConfigError, match="upscale='2x' must be a number"):
+        HOGPeopleDetector(upscale="2x")
 
 
 def test_window_to_person_is_the_inria_margin():
@@ -152,3 +156,15 @@ def test_det_eval_hog_refusals(shared_data, tmp_path):
                        str(tmp_path / "y")])  # fmt: skip
     with pytest.raises(ConfigError, match="only for a given detector"):
         det_eval.main(["--eval-split", "all", "--out", str(tmp_path / "z")])
+
+
+def test_det_eval_hog_needs_a_person_class(shared_data, tmp_path):
+    root = tmp_path / "cars"
+    for mod in ("ir", "vis"):
+        (root / mod).mkdir(parents=True)
+        os.symlink(shared_data / "msrs" / mod / "00004N.png", root / mod / "00004N.png")
+    (root / "label_det" / "fusion").mkdir(parents=True)
+    (root / "label_det" / "classes.txt").write_text("car\nbus\n")
+    (root / "label_det" / "fusion" / "00004N.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(ConfigError, match="no person class among car, bus"):
+        det_eval.main([str(root), "--detector", "opencv-hog", "--inputs", "ir", "--out", str(tmp_path / "o")])

@@ -78,6 +78,8 @@ def test_crop_boxes_clip_drop_and_flip(llvip_root):
     ({"detector": {"model": ""}}, "detector.model"),
     ({"detector": {"classes": []}}, "detector.classes"),
     ({"detector": {"conf": 2}}, "detector.conf"),
+    ({"detector": {"classes": ["person", "Person"]}}, "distinct class names"),
+    ({"detector": {"hyp": [1]}}, "detector.hyp"),
     ({"downstream": "tracking"}, "downstream"),
 ])  # fmt: skip
 def test_detection_config_errors(override, match, tmp_path):
@@ -170,7 +172,21 @@ def test_detection_comparison_and_seed_table(llvip_root, tmp_path):
 
 
 def test_detection_class_filter(llvip_root, tmp_path):
+    from downstream.e2e.model import build_det_model
     from downstream.e2e.trainer import detection_samples
+
+    with pytest.raises(ConfigError, match="'boxx' is not an ultralytics training setting"):
+        build_det_model("yolov8n.yaml", num_classes=1, hyp={"boxx": 1.0})
+    flat = tmp_path / "flat"  # a sample without a train split: the same pairs would train and be scored
+    for mod in ("vis", "ir", "label"):
+        (flat / mod).mkdir(parents=True)
+    for xml in sorted((llvip_root / "Annotations").glob("*.xml"))[:2]:
+        for mod, sub in (("vis", "visible"), ("ir", "infrared")):
+            src = next((llvip_root / sub).glob(f"*/{xml.stem}.jpg"))
+            os.symlink(src, flat / mod / src.name)
+        os.symlink(xml, flat / "label" / xml.name)
+    with pytest.raises(ConfigError, match="in both the train and the test split"):
+        detection_samples(_cfg(flat, tmp_path / "o"))
 
     train, test, classes = detection_samples(_cfg(llvip_root, tmp_path, detector={"classes": ["Person"]}))
     assert classes == ("person",) and len(train) == 6 and len(test) == 3

@@ -17,7 +17,7 @@ cfg = {
     "downstream": "segmentation",
     "detector": {
         "model": "yolov8n.yaml",  # ultralytics model yaml (random weights) or a local .pt (never downloaded)
-        "checkpoint": None,  # detector weights to start from: a safe detector file (det_eval's *.safetensors)
+        "checkpoint": None,  # detector weights to start from: a safe detector file (det_eval's last.safe.pt)
         "classes": None,  # class names to train on (None: the dataset's classes); other boxes are dropped
         "hyp": {},  # ultralytics loss gains, e.g. {"box": 7.5, "cls": 0.5, "dfl": 1.5} (its defaults otherwise)
         "conf": 0.001,  # evaluation: lowest score kept (low, so that AP and the miss-rate curve see every box)
@@ -28,7 +28,7 @@ cfg = {
         "config": "configs/seg/fcn_r18-slim_mfnet-synthetic.py",
         "checkpoint": None,  # segmenter weights to start from (mmengine checkpoint or state dict)
         "cfg_options": {},  # mmseg config overrides (free-form, dotted or nested)
-        "sync_bn": False,  # convert BatchNorm to SyncBatchNorm under torchrun
+        "sync_bn": False,  # convert BatchNorm to SyncBatchNorm under torchrun (the detector's too, for detection)
     },
     "data": {
         "root": None,  # dataset root (the segmenter config's layout); None: synthetic MFNet-layout scenes

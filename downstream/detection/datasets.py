@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ def load_llvip(root: str | os.PathLike, splits: Sequence[str] = ("train", "test"
     """
     root = Path(root)
     ann = root / "Annotations"
-    if not ann.is_dir() or not (root / "visible").is_dir():
+    if not ann.is_dir() or not any((root / "visible" / split).is_dir() for split in ("train", "test")):
         return _load_llvip_flat(root)
     out: dict[str, list[DetSample]] = {}
     for split in splits:
@@ -157,16 +158,17 @@ def _load_llvip_flat(root: Path) -> DetDataset:
     return DetDataset("llvip", LLVIP_CLASSES, {"test": samples, "train": samples})
 
 
-def _xml_names_people(folder: Path) -> bool:
-    """True when the first VOC XML in ``folder`` labels LLVIP's ``person`` class (M3FD says ``People``)."""
-    first = next(iter(sorted(folder.glob("*.xml"))), None)
-    if first is None:
-        return False
-    try:
-        text = first.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "<name>person</name>" in text.replace(" ", "")
+def _xml_names_people(folder: Path, look_at: int = 5) -> bool:
+    """True when the first VOC XMLs in ``folder`` that name objects name LLVIP's ``person`` class only (M3FD says
+    ``People``, ``Car``, ...)."""
+    names: set[str] = set()
+    for path in sorted(folder.glob("*.xml"))[:look_at]:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        names.update(n.strip() for n in re.findall(r"<name>(.*?)</name>", text, flags=re.S))
+    return bool(names) and names == {"person"}
 
 
 def _split_ids(root: Path, ids: list[str], test_every: int = 5) -> dict[str, list[str]]:

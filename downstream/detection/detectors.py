@@ -1,8 +1,9 @@
 """Given detectors built by name (``det_eval.py --detector NAME``): detectors that need no training and no file.
 
 YOLO detectors are trained per input or given as a weights file (``--det-checkpoint``); the detectors registered
-here come with a package instead. Each one is a class with ``name``, ``channels``, ``record()`` and
-``predict(image_paths) -> list[Detections]`` in person-only form (class 0 = person).
+here come with a package instead. Each one is a class with ``name``, ``channels``, ``display_score`` (the score
+from which pictures draw a box), ``record()`` and ``predict(image_paths) -> list[Detections]`` in person-only form
+(class 0 = person).
 """
 
 from __future__ import annotations

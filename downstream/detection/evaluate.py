@@ -133,9 +133,12 @@ def _check_inputs(inputs: tuple[str, ...]) -> None:
             )
 
 
+PERSON_NAMES = ("person", "people", "pedestrian")
+
+
 def _person_class(classes: tuple[str, ...]) -> int:
     for i, c in enumerate(classes):
-        if c.lower() in ("person", "people", "pedestrian"):
+        if c.lower() in PERSON_NAMES:
             return i
     return 0
 
@@ -242,6 +245,12 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
     splits = {"test": test} if given is not None else {"train": dataset.split("train"), "test": test}
     person = _person_class(dataset.classes)
     people_only = s.detector is not None  # the named detectors find people only: score the person class alone
+    if people_only and dataset.classes[person].lower() not in PERSON_NAMES:
+        raise ConfigError(f"{data_root}: no person class among {', '.join(dataset.classes)}; --detector "
+                          f"{s.detector} finds people only")  # fmt: skip
+    if given is None and {x.ident for x in splits["train"]} & {x.ident for x in test}:
+        log.warning("%s: the training and the scored images overlap (a sample without a train split): the "
+                    "trained detectors are scored on images they were trained on", data_root)
     classes = (dataset.classes[person],) if people_only else dataset.classes
     gts = [smp.labels.only_class(person) if people_only else smp.labels for smp in test]
     if not any(len(g) for g in gts):
@@ -262,7 +271,7 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
     ]  # fmt: skip
     rows = [{"input": r.name, **r.metrics.row()} for r in results]
     write_results(rows, s.out, title="Detection: does fusion help?", notes=notes)
-    _write_pictures(s, results, test, gts, conf=given.settings.display_score if people_only else 0.25)
+    _write_pictures(s, results, test, gts, conf=getattr(given, "display_score", 0.25) if people_only else 0.25)
     run = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
         "schedule": schedule,

@@ -67,6 +67,12 @@ class HOGSettings:
     display_score: float = 0.5
 
     def __post_init__(self) -> None:
+        ints = ("win_stride", "padding", "max_det")
+        for name, value in asdict(self).items():
+            ok = isinstance(value, int) if name in ints else isinstance(value, (int, float))
+            if not ok or isinstance(value, bool):
+                kind = "an integer" if name in ints else "a number"
+                raise ConfigError(f"opencv-hog: {name}={value!r} must be {kind}")
         checks = {
             "upscale": 0.25 <= self.upscale <= 8,
             "scale": 1.0 < self.scale <= 2.0,
@@ -153,6 +159,11 @@ class HOGPeopleDetector:
                               "(OpenCV 5 moved it out; install the pinned opencv-python 4.14)")  # fmt: skip
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    @property
+    def display_score(self) -> float:
+        """The margin from which pictures draw a box."""
+        return self.settings.display_score
 
     def record(self) -> dict[str, Any]:
         """What decides the boxes: the detector and its settings (written into run.json)."""

@@ -126,8 +126,14 @@ def validate_config(cfg: dict[str, Any]) -> None:
             raise ConfigError("detector.model: an ultralytics model yaml or a local .pt is required")
         classes = det["classes"]
         if classes is not None and not (isinstance(classes, (list, tuple)) and classes
-                                        and all(isinstance(c, str) for c in classes)):
-            raise ConfigError(f"detector.classes={classes!r}: expected a non-empty list of class names or None")
+                                        and all(isinstance(c, str) for c in classes)
+                                        and len({c.lower() for c in classes}) == len(classes)):
+            raise ConfigError(f"detector.classes={classes!r}: expected a non-empty list of distinct class names or "
+                              "None")  # fmt: skip
+        if not isinstance(det["hyp"], dict):
+            raise ConfigError(f"detector.hyp={det['hyp']!r}: expected a mapping of ultralytics loss settings")
+        if det["checkpoint"] is not None and not isinstance(det["checkpoint"], str):
+            raise ConfigError(f"detector.checkpoint={det['checkpoint']!r}: expected a file path or None")
         for key in ("conf", "iou"):
             v = det[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:

@@ -14,6 +14,7 @@ them exactly as it does for fusion training.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,8 @@ __all__ = ["SegTriple", "SegPairDataset", "DetPairDataset", "list_triples", "loa
 IGNORE_INDEX = 255
 MAX_BOXES = 100
 """Boxes per detection training item (padded with class -1 so that items of a batch stack)."""
+CACHE_PAIRS = 1024
+"""Decoded samples a training dataset keeps in memory (the synthetic and sample sets fit whole)."""
 
 
 class SegTriple(dict):
@@ -121,7 +124,7 @@ class _PairCrops(Dataset):
         self.hflip = float(hflip)
         self.seed = int(seed)
         self.task = task
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -130,14 +133,21 @@ class _PairCrops(Dataset):
         raise NotImplementedError
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Decoded sample ``index`` (kept in memory: the datasets here are small)."""
-        if index not in self._cache:
-            self._cache[index] = self._decode(index)
-        return self._cache[index]
+        """Decoded sample ``index``; the last :data:`CACHE_PAIRS` decoded samples are kept in memory (all of a small
+        set; a full-size set is decoded again when it comes round)."""
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        item = self._decode(index)
+        self._cache[index] = item
+        if len(self._cache) > CACHE_PAIRS:
+            self._cache.popitem(last=False)
+        return item
 
     def preload(self) -> None:
-        """Decode every sample now (before DataLoader workers fork, so that they share the memory)."""
-        for i in range(len(self)):
+        """Decode the first :data:`CACHE_PAIRS` samples now (before DataLoader workers fork, so that they share the
+        memory)."""
+        for i in range(min(len(self), CACHE_PAIRS)):
             self.load(i)
 
     def crop_params(self, index: int, epoch: int, height: int, width: int) -> tuple[int, int, bool]:
@@ -221,7 +231,8 @@ class DetPairDataset(_PairCrops):
     ``boxes`` float ``(MAX_BOXES, 5)`` (``class, x1, y1, x2, y2`` in crop pixels, padded with class -1),
     ``n_boxes``, ``index``, ``name``, ``crop``. A box is clipped to the crop and kept when at least
     ``min_visible`` of its area and 2 pixels of each side remain (a person cut in half is still a person; a sliver
-    is not). Images smaller than the crop are reflect-padded (no box lies in the padding).
+    is not). Images smaller than the crop are padded with letterbox grey (114; a reflection would show mirrored
+    people without boxes).
 
     Args:
         samples: :class:`~downstream.detection.datasets.DetSample` list.
@@ -263,7 +274,8 @@ class DetPairDataset(_PairCrops):
         index = int(index)
         vis, ir, boxes = self.load(index)
         top, left, flip = self.crop_params(index, epoch, vis.shape[0], vis.shape[1])
-        out = self._crop_images(((vis, None), (ir, None)), top, left, flip)
+        # letterbox grey, not a reflection: a mirrored pedestrian in the padding would have no box
+        out = self._crop_images(((vis, 114), (ir, 114)), top, left, flip)
         kept = self.crop_boxes(boxes, top, left, flip)[:MAX_BOXES]
         padded = np.full((MAX_BOXES, 5), -1.0, dtype=np.float32)
         padded[: len(kept)] = kept

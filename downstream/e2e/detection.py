@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fusion.errors import ConfigError
+
 __all__ = ["build_yolo", "ensure_loss_args", "yolo_batch", "detection_loss"]
 
 
@@ -47,10 +49,17 @@ def ensure_loss_args(model: nn.Module, **hyp: float) -> nn.Module:
     setup_ultralytics_offline()
     from ultralytics.cfg import get_cfg
 
+    defaults = vars(get_cfg())
+    unknown = sorted(set(hyp) - set(defaults))
+    if unknown:
+        raise ConfigError(f"detector.hyp: {unknown[0]!r} is not an ultralytics training setting (e.g. box, cls, dfl)")
     args = getattr(model, "args", None)
     current = dict(args) if isinstance(args, dict) else dict(vars(args)) if args is not None else {}
-    known = {k: v for k, v in current.items() if k in vars(get_cfg())}
-    model.args = get_cfg(overrides={**known, **hyp})
+    known = {k: v for k, v in current.items() if k in defaults}
+    try:
+        model.args = get_cfg(overrides={**known, **hyp})
+    except (SyntaxError, TypeError, ValueError) as exc:
+        raise ConfigError(f"detector.hyp: {str(exc).splitlines()[0]}") from None
     model.criterion = None  # rebuilt from the new args on the next loss call
     return model
 

@@ -27,11 +27,11 @@ __all__ = ["evaluate_det_pair", "detect_tensors", "person_class"]
 
 
 def person_class(classes: Sequence[str]) -> int:
-    """Index of the pedestrian class (``person``/``people``/``pedestrian``), else 0."""
+    """Index of the pedestrian class (``person``/``people``/``pedestrian``), else -1 (no miss rate is reported)."""
     for i, c in enumerate(classes):
         if c.lower() in ("person", "people", "pedestrian"):
             return i
-    return 0
+    return -1
 
 
 @torch.no_grad()
@@ -86,6 +86,8 @@ def evaluate_det_pair(fuser: nn.Module, detector: nn.Module, samples: Sequence[A
         ``{"det": {"mAP50", "mAP50-95", "precision", "recall", "recall_1fppi", "miss_rate", "AP50": {class: v}},
         "fusion": {metric: mean}, "n", "n_boxes", "seconds", "samples": [(name, fused uint8, Detections), ...]}``.
     """
+    from PIL import Image
+
     from downstream.detection.metrics import evaluate_detections
     from fusion.models import fuse_tensors
 
@@ -94,50 +96,56 @@ def evaluate_det_pair(fuser: nn.Module, detector: nn.Module, samples: Sequence[A
     fuser.eval()
     detector.eval()
     t0 = time.perf_counter()
-    loaded = [(s, *load_det_pair(s)) for s in samples]
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, item in enumerate(loaded):
-        groups.setdefault(item[1].shape[:2], []).append(i)
+    for i, smp in enumerate(samples):
+        with Image.open(smp.vis) as im:  # the header only: pairs are decoded chunk by chunk
+            groups.setdefault(im.size, []).append(i)
     chunks = [idx[s : s + batch_size] for idx in groups.values() for s in range(0, len(idx), batch_size)]
     if progress:
         from tqdm import tqdm
 
         chunks = tqdm(chunks, desc="e2e det test", unit="batch", leave=False)
     preds: dict[int, Detections] = {}
-    fused_all: dict[int, np.ndarray] = {}
+    gts: dict[int, Any] = {}
+    rows: dict[int, dict[str, float]] = {}
+    kept: dict[int, np.ndarray] = {}
     try:
         for chunk in chunks:
-            a = torch.stack([to_tensor01(loaded[i][1]) for i in chunk]).to(dev)
-            b = torch.stack([to_tensor01(loaded[i][2]) for i in chunk]).to(dev)
+            pairs = [load_det_pair(samples[i]) for i in chunk]
+            a = torch.stack([to_tensor01(p[0]) for p in pairs]).to(dev)
+            b = torch.stack([to_tensor01(p[1]) for p in pairs]).to(dev)
             fused_u8 = (fuse_tensors(fuser, a, b, task) * 255.0).round().clamp_(0, 255)
             dets = detect_tensors(detector, fused_u8 / 255.0, conf=conf, iou=iou)
             fused_np = fused_u8.byte().permute(0, 2, 3, 1).cpu().numpy()
+            if metrics:
+                from fusion.metrics import evaluate_batch
+
+                scored = evaluate_batch(list(fused_np), [p[1][:, :, 0] for p in pairs], [p[0] for p in pairs],
+                                        profile=profile, metrics=list(metrics))
             for j, i in enumerate(chunk):
+                vis = pairs[j][0]
+                lab = samples[i].labels
+                gts[i] = lab if (lab.width, lab.height) == (vis.shape[1], vis.shape[0]) else lab.scaled(
+                    vis.shape[1], vis.shape[0])
                 preds[i] = dets[j]
-                fused_all[i] = fused_np[j]
+                if metrics:
+                    rows[i] = scored[j]
+                if i < keep:
+                    kept[i] = fused_np[j]
     finally:
         fuser.train(modes[0])
         detector.train(modes[1])
-    order = range(len(loaded))
-    gts = []
-    for i in order:
-        smp, vis = loaded[i][0], loaded[i][1]
-        lab = smp.labels
-        gts.append(lab if (lab.width, lab.height) == (vis.shape[1], vis.shape[0]) else lab.scaled(vis.shape[1],
-                                                                                                    vis.shape[0]))
-    m = evaluate_detections([preds[i] for i in order], gts, len(classes), miss_rate_class=person_class(classes))
+    order = range(len(samples))
+    m = evaluate_detections([preds[i] for i in order], [gts[i] for i in order], len(classes),
+                            miss_rate_class=person_class(classes))
     out: dict[str, Any] = {
         "det": {**m.row(), "AP50": {classes[c]: v for c, v in m.ap50_per_class.items()}},
         "fusion": {},
-        "n": len(loaded),
+        "n": len(samples),
         "n_boxes": m.n_gt,
     }
     if metrics:
-        from fusion.metrics import evaluate_batch
-
-        rows = evaluate_batch([fused_all[i] for i in order], [loaded[i][2][:, :, 0] for i in order],
-                              [loaded[i][1] for i in order], profile=profile, metrics=list(metrics))
-        out["fusion"] = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+        out["fusion"] = {k: float(np.nanmean([rows[i][k] for i in order])) for k in rows[0]}
     out["seconds"] = time.perf_counter() - t0
-    out["samples"] = [(loaded[i][0].ident, fused_all[i], preds[i]) for i in list(order)[:keep]]
+    out["samples"] = [(samples[i].ident, kept[i], preds[i]) for i in sorted(kept)]
     return out

@@ -46,10 +46,12 @@ class TCMoAE2EFuser(TCMoAFuser):
         out = super().settings()
         out["e2e_schedule"] = self.meta.get("schedule")
         out["e2e_iterations"] = self.meta.get("iterations")
+        out["e2e_downstream"] = self.meta.get("downstream", "segmentation")
         return out
 
 
 @register_fuser("tcmoa_e2e")
 def create_tcmoa_e2e(checkpoint: str | os.PathLike | None = None, **settings: Any) -> TCMoAE2EFuser:
-    """``tcmoa_e2e:/path/e2e_final.safetensors`` — a TC-MoA fuser finetuned through a segmentation loss."""
+    """``tcmoa_e2e:/path/e2e_final.safetensors`` — a TC-MoA fuser finetuned through a segmentation or detection
+    loss (only its fusion part is used)."""
     return TCMoAE2EFuser(checkpoint or "", **settings)

@@ -1,4 +1,5 @@
-"""The end-to-end finetuning loop: TC-MoA adapters + segmenter, joint / alternating / frozen schedules.
+"""The end-to-end finetuning loop: TC-MoA adapters + a task network (an mmseg segmenter, or a YOLO detector when
+``downstream`` is ``detection``), joint / alternating / frozen schedules.
 
 It reuses the fusion-training machinery (``fusion.training``): the resumable data stream
 (:class:`~fusion.training.data.TaskStream`), AdamW parameter groups and the warm-up + cosine learning rate
@@ -27,6 +28,7 @@ import copy
 import json
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,8 @@ PHASES: tuple[str, ...] = ("frozen", "seg", "fusion", "joint")
 LOG_TERMS: tuple[str, ...] = ("loss", "seg_loss", "fusion_loss", "seg_acc", "lambda_seg", "lr_fusion", "fusion_step")
 """Scalars written to ``metrics.csv`` / TensorBoard (as ``train/<term>``; ``lr`` is the segmenter's rate)."""
 _CKPT_KIND = "tcmoa-e2e-train/1"
+FROZEN_CACHE_CROPS = 4096
+"""Frozen-fusion outputs kept per run (oldest dropped first; the synthetic sets' crops all fit)."""
 
 Callback = Callable[["E2ETrainer"], None]
 
@@ -134,6 +138,10 @@ def detection_samples(cfg: dict[str, Any]) -> tuple[list[Any], list[Any], tuple[
     for name, samples in splits.items():
         if not samples:
             raise ConfigError(f"{dc['root']}: the {name} split {dc[f'{name}_split']!r} has no samples")
+    shared = {s.ident for s in splits["train"]} & {s.ident for s in splits["test"]}
+    if shared:
+        raise ConfigError(f"{dc['root']}: {len(shared)} pair(s) are in both the train and the test split (a sample "
+                          "without a train split?): the comparison would score training images")  # fmt: skip
     if wanted:
         lower = [c.lower() for c in classes]
         missing = [c for c in wanted if c.lower() not in lower]
@@ -176,9 +184,10 @@ class E2ETrainer:
         callbacks: called as ``cb(trainer)`` after every iteration.
 
     Attributes: ``model`` (possibly DDP-wrapped :class:`E2EModel`), ``module`` (the bare one), ``fuser``,
-    ``segmenter``, ``seg_cfg`` (mmengine Config), ``optimizer``, ``scaler``, ``stream``, ``iteration`` (completed
-    iterations), ``total_iters``, ``fusion_init`` (where the fuser's weights came from), ``classes``,
-    ``train_dataset_cfg`` / ``test_dataset_cfg``, ``dist``.
+    ``task_net`` (the segmenter or detector; ``segmenter`` is the same object), ``downstream``, ``seg_cfg`` (mmengine
+    Config; None for detection), ``optimizer``, ``scaler``, ``stream``, ``iteration`` (completed iterations),
+    ``total_iters``, ``fusion_init`` (where the fuser's weights came from), ``classes``, ``train_dataset_cfg`` /
+    ``test_dataset_cfg`` (segmentation) or ``test_samples`` (detection), ``dist``.
     """
 
     def __init__(self, cfg: dict[str, Any], *, resume: str | os.PathLike | None = None,
@@ -252,7 +261,7 @@ class E2ETrainer:
                         tr["amp"], self.fusion_init)
         self.iteration = 0
         self.last_checkpoint: Path | None = None
-        self._frozen_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._frozen_cache: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
         self._last: dict[str, Any] = {}
 
         seed_everything(int(tr["seed"]) + self.dist.rank)
@@ -332,8 +341,8 @@ class E2ETrainer:
             first = str(exc).splitlines()[0]
             raise CheckpointError(f"{path}: networks do not match the checkpoint ({first})") from None
         if list(ck.get("param_names") or []) != self.param_names:
-            raise CheckpointError(f"{path}: the trained parameters differ from the checkpoint's (other model or "
-                                  "segmenter config?)")
+            raise CheckpointError(f"{path}: the trained parameters differ from the checkpoint's (other model, "
+                                  "segmenter config or detector?)")
         # the configuration decides rates and decay: a resumed (or forked) run may change them
         settings = [{k: g[k] for k in ("base_lr", "weight_decay", "betas", "kind")}
                     for g in self.optimizer.param_groups]
@@ -389,7 +398,10 @@ class E2ETrainer:
                 fused = self.module.fuse(a[missing], b[missing]).float()
             for j, f in zip(missing, fused):
                 self._frozen_cache[keys[j]] = f
-        return torch.stack([self._frozen_cache[k] for k in keys])
+        out = torch.stack([self._frozen_cache[k] for k in keys])
+        while len(self._frozen_cache) > FROZEN_CACHE_CROPS:  # bounded for full-size datasets
+            self._frozen_cache.popitem(last=False)
+        return out
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
