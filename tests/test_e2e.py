@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _e2e_resume import assert_resume_is_exact
 
 from fusion.errors import CheckpointError, ConfigError
 from fusion.utils.io import read_image
@@ -231,21 +232,7 @@ def test_resume_is_exact_and_export_feeds_the_fuser(mfnet_root, tmp_path):
         full.close()
 
     cfg = _cfg(mfnet_root, tmp_path / "cut", model=CODEC, checkpoint={"every_iters": 1, "keep_last": 2})
-    first = E2ETrainer(cfg)
-    try:
-        first.fit(stop_at=1)  # killed after the frozen-fusion iteration
-    finally:
-        first.close()
-    second = E2ETrainer(cfg, resume="auto")
-    try:
-        assert second.iteration == 1
-        second.fit()
-        for k, v in full.fuser.state_dict().items():
-            assert torch.equal(v, second.fuser.state_dict()[k]), k
-        for k, v in full.segmenter.state_dict().items():
-            assert torch.equal(v, second.segmenter.state_dict()[k]), k
-    finally:
-        second.close()
+    assert_resume_is_exact(full, cfg, stop_at=1)  # killed after the frozen-fusion iteration
 
     # the exported pair: safetensors, both parts, readable as a fuser spec
     ck = load_e2e_checkpoint(final)

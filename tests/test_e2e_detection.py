@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _e2e_resume import assert_resume_is_exact
 
 from fusion.errors import ConfigError
 
@@ -105,21 +106,7 @@ def test_detection_e2e_trains_and_resumes_bit_identically(llvip_root, tmp_path, 
     assert any(not torch.equal(v, det_start[k]) for k, v in full.task_net.state_dict().items())
 
     cfg = _cfg(llvip_root, tmp_path / "cut", schedule=sched, checkpoint={"every_iters": 1, "keep_last": 2})
-    first = E2ETrainer(cfg)
-    try:
-        first.fit(stop_at=2)  # killed after a frozen and one trained iteration
-    finally:
-        first.close()
-    second = E2ETrainer(cfg, resume="auto")
-    try:
-        assert second.iteration == 2
-        second.fit()
-        for k, v in full.fuser.state_dict().items():
-            assert torch.equal(v, second.fuser.state_dict()[k]), k
-        for k, v in full.task_net.state_dict().items():
-            assert torch.equal(v, second.task_net.state_dict()[k]), k
-    finally:
-        second.close()
+    assert_resume_is_exact(full, cfg, stop_at=2)  # killed after a frozen and one trained iteration
 
     ck = load_e2e_checkpoint(final)
     assert ck.part == "detector" and ck.meta["downstream"] == "detection" and ck.meta["schedule"] == mode
