@@ -12,20 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _e2e_resume import assert_resume_is_exact
+from _e2e_common import CODEC, assert_resume_is_exact, e2e_config, one_thread  # noqa: F401  (autouse fixture)
 
 from fusion.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-CODEC = {"init": "codec", "overrides": {}, "freeze": ["FusionLayer.*.conv1.weight"]}  # blocks skipped: fast
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +28,9 @@ def llvip_root(tmp_path_factory) -> Path:
 
 
 def _cfg(root: Path, out: Path, **sections) -> dict:
-    from downstream.e2e.config import load_config
-
-    base = {
-        "downstream": "detection",
-        "model": dict(CODEC),
-        "detector": {"model": "yolov8n.yaml"},
-        "data": {"root": str(root), "batch_size": 2, "eval_batch_size": 2, "crop_size": [112, 224]},
-        "train": {"iters": 3, "seg_warmup_iters": 1, "warmup_iters": 0, "lr_fusion": 1e-3, "lr_seg": 1e-3,
-                  "device": "cpu", "seed": 0, "deterministic": True, "threads": 1},
-        "checkpoint": {"every_iters": None, "keep_last": 2},
-        "log": {"every_iters": 1, "progress": False, "tensorboard": False},
-        "output_dir": str(out),
-    }
-    for key, value in sections.items():
-        base.setdefault(key, {}).update(value) if isinstance(value, dict) else base.__setitem__(key, value)
-    return load_config(None, base)
+    base = {"downstream": "detection", "model": dict(CODEC), "detector": {"model": "yolov8n.yaml"},
+            "data": {"crop_size": [112, 224]}}
+    return e2e_config(root, out, iters=3, base=base, **sections)
 
 
 def test_crop_boxes_clip_drop_and_flip(llvip_root):
