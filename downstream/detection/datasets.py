@@ -52,9 +52,10 @@ __all__ = [
 LAYOUTS = ("llvip", "m3fd", "msrs")
 
 log = get_logger(__name__)
-_VIS_DIRS = ("visible", "vis", "vi", "Vis", "Visible")
-_IR_DIRS = ("infrared", "ir", "Ir", "Infrared")
-_XML_DIRS = ("Annotations", "Annotation", "label", "labels", "xml")
+_VIS_DIRS = ("vi", "Vi", "vis", "Vis", "visible", "Visible")
+_IR_DIRS = ("ir", "Ir", "infrared", "Infrared")
+_XML_DIRS = ("Annotation", "Annotations", "labels", "label", "xml")
+"""Folder names of visible / infrared images and VOC XML in M3FD-like and flat sample trees (first match wins)."""
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,8 @@ def load_m3fd(root: str | os.PathLike, labels: str | os.PathLike | None = None) 
     1-based VOC, converted as ``voc2coco`` does, so XML and JSON give identical boxes.
     """
     root = Path(root)
-    vis_dir = _first_dir(root, ("vi", "Vi", "vis", "Vis", "visible", "Visible"))
-    ir_dir = _first_dir(root, ("ir", "Ir", "infrared", "Infrared"))
+    vis_dir = _first_dir(root, _VIS_DIRS)
+    ir_dir = _first_dir(root, _IR_DIRS)
     if vis_dir is None or ir_dir is None:
         raise DatasetError(f"{root}: not an M3FD tree (needs an ir/ and a vi/ folder)")
     pairs = {}
@@ -206,7 +207,7 @@ def load_m3fd(root: str | os.PathLike, labels: str | os.PathLike | None = None) 
         pairs[ident.removeprefix("M3FD_")] = (ident, vis, ir)
     lab = Path(labels) if labels is not None else None
     if lab is None:
-        lab = _first_dir(root, ("Annotation", "Annotations", "labels", "label", "xml"))
+        lab = _first_dir(root, _XML_DIRS)
         if lab is None or not any(lab.glob("*.xml")):
             jsons = sorted(root.glob("*.json")) + sorted((lab or root / "label").glob("*.json"))
             lab = jsons[0] if jsons else lab
@@ -251,8 +252,8 @@ def load_msrs(root: str | os.PathLike, label_source: str = "fusion") -> DetDatas
     split_roots = {s: root / s for s in ("train", "test") if (root / s).is_dir()} or {"test": root}
     out: dict[str, list[DetSample]] = {}
     for split, sroot in split_roots.items():
-        vis_dir = _first_dir(sroot, ("vi", "vis", "Vis", "visible"))
-        ir_dir = _first_dir(sroot, ("ir", "Ir", "infrared"))
+        vis_dir = _first_dir(sroot, _VIS_DIRS)
+        ir_dir = _first_dir(sroot, _IR_DIRS)
         if vis_dir is None or ir_dir is None:
             raise DatasetError(f"{sroot}: needs an ir/ and a vi/ folder")
         samples = []
@@ -285,7 +286,7 @@ def detect_layout(root: str | os.PathLike) -> str:
     xml_dir = _first_dir(root, _XML_DIRS)
     if xml_dir is not None and _first_dir(root, _IR_DIRS) is not None and _xml_names_people(xml_dir):
         return "llvip"
-    if _first_dir(root, ("ir", "Ir", "infrared")) is not None:
+    if _first_dir(root, _IR_DIRS) is not None:
         return "m3fd"
     raise DatasetError(f"{root}: unknown detection layout (expected LLVIP, M3FD or MSRS folders)")
 

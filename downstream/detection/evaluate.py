@@ -36,7 +36,7 @@ from downstream.detection.inputs import (
     input_images,
     input_slug,
 )
-from downstream.detection.labels import count_boxes_outside
+from downstream.detection.labels import count_boxes_outside, person_class
 from downstream.detection.metrics import DetMetrics, evaluate_detections
 from downstream.detection.report import plot_curves, plot_qualitative, write_results
 from downstream.detection.safe_weights import SAFE_SUFFIX
@@ -131,16 +131,6 @@ def _check_inputs(inputs: tuple[str, ...]) -> None:
             raise ConfigError(
                 f"input {name!r}: not ir, vis, {EARLY_FUSION} or a fusion method (known: {', '.join(sorted(known))})"
             )
-
-
-PERSON_NAMES = ("person", "people", "pedestrian")
-
-
-def _person_class(classes: tuple[str, ...]) -> int:
-    for i, c in enumerate(classes):
-        if c.lower() in PERSON_NAMES:
-            return i
-    return 0
 
 
 def _load_dataset(s: DetEvalSettings) -> tuple[DetDataset, Path]:
@@ -243,9 +233,10 @@ def run_det_eval(s: DetEvalSettings) -> list[dict[str, Any]]:
     test = _eval_samples(dataset, s.eval_split)
     given, class_map, imgsz, inputs = _given_detector(s, dataset, int(schedule.get("imgsz", 640)))
     splits = {"test": test} if given is not None else {"train": dataset.split("train"), "test": test}
-    person = _person_class(dataset.classes)
+    found = person_class(dataset.classes)
+    person = 0 if found is None else found  # the miss rate is LLVIP's pedestrian measure; else the first class
     people_only = s.detector is not None  # the named detectors find people only: score the person class alone
-    if people_only and dataset.classes[person].lower() not in PERSON_NAMES:
+    if people_only and found is None:
         raise ConfigError(f"{data_root}: no person class among {', '.join(dataset.classes)}; --detector "
                           f"{s.detector} finds people only")  # fmt: skip
     if given is None and {x.ident for x in splits["train"]} & {x.ident for x in test}:
@@ -344,7 +335,8 @@ def _given_detector(s: DetEvalSettings, dataset: DetDataset, imgsz: int) -> tupl
     if s.detector is not None:
         from downstream.detection.detectors import create_detector
 
-        given, class_map, channels, source = create_detector(s.detector, **s.detector_kwargs), None, 3, s.detector
+        given = create_detector(s.detector, **s.detector_kwargs)
+        class_map, channels, source = None, given.channels, s.detector
     elif s.det_checkpoint is None:
         return None, None, imgsz, inputs
     else:

@@ -108,8 +108,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """Greedy non-maximum suppression: indices kept, highest score first.
 
     Ties are broken by the box coordinates (``x1``, ``y1``, ``x2``, ``y2``, smallest first), never by the input
-    order: OpenCV returns the windows of its pyramid levels in the order its threads finish, and two levels can give
-    one window the same margin at different box sizes.
+    order, so the result does not depend on the order in which a detector lists its windows.
 
     Args:
         boxes: ``(N, 4)`` xyxy.

@@ -26,6 +26,8 @@ from fusion.errors import DatasetError
 from fusion.utils.io import atomic_write_text
 
 __all__ = [
+    "PERSON_NAMES",
+    "person_class",
     "LLVIP_CLASSES",
     "M3FD_CLASSES",
     "MSRS_DET_CLASSES",
@@ -43,6 +45,18 @@ M3FD_CLASSES: tuple[str, ...] = ("People", "Car", "Motorcycle", "Bus", "Truck", 
 """M3FD's six classes in its own order (COCO category ids 1..6)."""
 MSRS_DET_CLASSES: tuple[str, ...] = ("person", "bicycle", "car")
 """Classes of the public MSRS detection labels (``classes.txt``: 0 person, 1 bicycle, 2 car)."""
+
+
+PERSON_NAMES: tuple[str, ...] = ("person", "people", "pedestrian")
+"""Class names that mean a pedestrian (LLVIP/MSRS ``person``, M3FD ``People``), compared case-insensitively."""
+
+
+def person_class(classes: Sequence[str]) -> int | None:
+    """Index of the pedestrian class among ``classes`` (the first of :data:`PERSON_NAMES`), or ``None``."""
+    for i, c in enumerate(classes):
+        if c.lower() in PERSON_NAMES:
+            return i
+    return None
 
 
 @dataclass

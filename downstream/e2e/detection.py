@@ -23,7 +23,8 @@ from fusion.errors import ConfigError
 __all__ = ["build_yolo", "ensure_loss_args", "yolo_batch", "detection_loss"]
 
 
-def build_yolo(spec: str = "yolov8n.yaml", nc: int = 1, *, verbose: bool = False) -> nn.Module:
+def build_yolo(spec: str = "yolov8n.yaml", nc: int = 1, *, verbose: bool = False,
+               hyp: dict[str, Any] | None = None) -> nn.Module:
     """A YOLO ``DetectionModel`` from a model yaml (random weights) or a local ``.pt`` (never downloaded), ready
     for :func:`detection_loss` (training mode, loss hyper-parameters set)."""
     from downstream._compat import check_local_weights, setup_ultralytics_offline
@@ -38,7 +39,7 @@ def build_yolo(spec: str = "yolov8n.yaml", nc: int = 1, *, verbose: bool = False
         from downstream.detection.yolo import load_detector
 
         model = load_detector(spec).model
-    return ensure_loss_args(model).train()
+    return ensure_loss_args(model, **dict(hyp or {})).train()
 
 
 def ensure_loss_args(model: nn.Module, **hyp: float) -> nn.Module:

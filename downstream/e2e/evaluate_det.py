@@ -20,18 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from downstream.detection.labels import person_class
 from downstream.detection.metrics import Detections
 from downstream.e2e.data import load_det_pair, to_tensor01
 
-__all__ = ["evaluate_det_pair", "detect_tensors", "person_class"]
-
-
-def person_class(classes: Sequence[str]) -> int:
-    """Index of the pedestrian class (``person``/``people``/``pedestrian``), else -1 (no miss rate is reported)."""
-    for i, c in enumerate(classes):
-        if c.lower() in ("person", "people", "pedestrian"):
-            return i
-    return -1
+__all__ = ["evaluate_det_pair", "detect_tensors"]
 
 
 @torch.no_grad()
@@ -136,8 +129,9 @@ def evaluate_det_pair(fuser: nn.Module, detector: nn.Module, samples: Sequence[A
         fuser.train(modes[0])
         detector.train(modes[1])
     order = range(len(samples))
+    person = person_class(classes)  # no pedestrian class: no miss rate (NaN)
     m = evaluate_detections([preds[i] for i in order], [gts[i] for i in order], len(classes),
-                            miss_rate_class=person_class(classes))
+                            miss_rate_class=-1 if person is None else person)
     out: dict[str, Any] = {
         "det": {**m.row(), "AP50": {classes[c]: v for c, v in m.ap50_per_class.items()}},
         "fusion": {},

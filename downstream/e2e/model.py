@@ -130,9 +130,9 @@ def build_det_model(model: str, checkpoint: str | os.PathLike | None = None, *, 
     """Build the YOLO ``DetectionModel`` to train: from a model yaml (random weights, ``num_classes`` outputs) or a
     local ``.pt``, then ``checkpoint`` (a safe detector file, :mod:`downstream.detection.safe_weights`) on top;
     training mode, loss gains from ultralytics' defaults updated with ``hyp``."""
-    from downstream.e2e.detection import build_yolo, ensure_loss_args
+    from downstream.e2e.detection import build_yolo
 
-    net = build_yolo(model, nc=num_classes)
+    net = build_yolo(model, nc=num_classes, hyp=hyp)
     if checkpoint is not None:
         from downstream.detection.yolo import load_detector
 
@@ -144,7 +144,7 @@ def build_det_model(model: str, checkpoint: str | os.PathLike | None = None, *, 
     nc = int(getattr(net, "nc", num_classes) or num_classes)
     if nc != num_classes:
         raise ConfigError(f"detector {model}: {nc} classes, the data has {num_classes}")
-    return ensure_loss_args(net, **dict(hyp or {})).train()
+    return net
 
 
 def trainable_fusion_names(model: TCMoA) -> list[str]:
