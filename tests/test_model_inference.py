@@ -39,7 +39,7 @@ class Recorder(torch.nn.Module):
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    model = create_model("tcmoa_tiny", depth=4, decoder_depth=4)
+    model = create_model("tcmoa_tiny", depth=4, decoder_depth=4, frame_margin=0)
     with torch.no_grad():
         for mod in model.modules():
             if hasattr(mod, "w_gate"):
@@ -133,6 +133,28 @@ def test_official_small_image_path_equals_manual_resizing(tiny):
         want = tiny(F.interpolate(na, **up), F.interpolate(nb, **up), 1)
     want = F.interpolate(want, size=(100, 150), mode="bilinear", align_corners=False, antialias=False)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_frame_margin_pads_every_side_then_crops(tiny):
+    import copy
+
+    model = copy.deepcopy(tiny)
+    model.config = model.config.replace(frame_margin=16)
+    gen = torch.Generator().manual_seed(3)
+    a, b = torch.rand(1, 3, 100, 150, generator=gen), torch.rand(1, 3, 100, 150, generator=gen)
+    got = fuse_tensors(model, a, b, 0)
+    # 16 reflected pixels on every side (132 x 182), then the usual bottom/right padding to 224 x 224
+    na = F.pad(F.pad((a - MEAN) / STD, (16, 16, 16, 16), mode="reflect"), (0, 42, 0, 92), mode="reflect")
+    nb = F.pad(F.pad((b - MEAN) / STD, (16, 16, 16, 16), mode="reflect"), (0, 42, 0, 92), mode="reflect")
+    with torch.no_grad():
+        want = model(na, nb, 0, pos_embed="aspect")[..., 16:116, 16:166]
+    assert torch.allclose(got, want, atol=1e-6)
+    assert not torch.allclose(got, fuse_tensors(tiny, a, b, 0), atol=1e-3)  # the margin changes the result
+    # tiny frames (a side <= the margin) are replicated instead of reflected
+    small = fuse_tensors(model, a[..., :10, :30], b[..., :10, :30], 0)
+    assert small.shape == (1, 3, 10, 30) and bool(torch.isfinite(small).all())
+    # the official strategy never pads a margin
+    assert torch.equal(fuse_tensors(model, a, b, 0, compat="official"), fuse_tensors(tiny, a, b, 0, compat="official"))
 
 
 def test_default_small_image_equals_manual_padding(tiny):

@@ -71,6 +71,10 @@ class TCMoAConfig:
             result (tested).
         fused_attn: use ``F.scaled_dot_product_attention`` with the relative-position bias as ``attn_mask``;
             False computes the softmax explicitly, in the official operation order.
+        frame_margin: pixels reflect-padded on every side of a frame (or of the frame before tiling) by the
+            whole-frame inference (``compat="default"``) and cropped afterwards. 0 for the official models; the
+            codec-initialised small models use 16 (two tokens): their fusion convolutions smooth over two tokens,
+            and a zero-padded border would otherwise brighten the outermost 16 pixels.
         mae_url: download location of the MAE initialisation for ``pretrained_backbone=True``.
         mae_sha256: expected SHA-256 (or a prefix of at least 8 hex digits) of that file; None skips the check.
     """
@@ -107,6 +111,7 @@ class TCMoAConfig:
     train_modal_shifts: bool = True
     moe_dispatch: Literal["dense", "sparse"] = "dense"
     fused_attn: bool = True
+    frame_margin: int = 0
     mae_url: str | None = field(default=MAE_URLS["tcmoa_base"])
     mae_sha256: str | None = None
 
@@ -164,6 +169,8 @@ class TCMoAConfig:
             if not cond:
                 raise ConfigError(f"{self.name}: {msg}")
 
+        need(isinstance(self.frame_margin, int) and self.frame_margin >= 0,
+             f"frame_margin must be an int >= 0, got {self.frame_margin!r}")
         for f in ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
                   "decoder_num_heads", "window_size", "pos_embed_grid", "upsample", "interval_tau", "num_tasks",
                   "num_experts", "top_k"):
@@ -234,6 +241,7 @@ class TCMoASmallConfig(TCMoAConfig):
     num_heads: int = 6
     decoder_embed_dim: int = 256
     decoder_num_heads: int = 8
+    frame_margin: int = 16
     mae_url: str | None = None
 
 
@@ -246,6 +254,7 @@ class TCMoATinyConfig(TCMoAConfig):
     num_heads: int = 3
     decoder_embed_dim: int = 128
     decoder_num_heads: int = 4
+    frame_margin: int = 16
     mae_url: str | None = None
 
 

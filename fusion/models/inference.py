@@ -7,10 +7,13 @@ The network itself needs sides that are multiples of 112. Two strategies bring a
       anchored at the far edge, pasted in row-major order so that later tiles overwrite the overlap;
     * otherwise: bilinear resize (of the ImageNet-normalised tensor, ``antialias=False``) to the next multiples
       of 112, one pass, bilinear resize of the fused [0, 1] image back (``antialias=False``).
+    (``frame_margin`` is not applied: this path is the official one.)
     The official resize of the input is PIL's bilinear on 8-bit images; the tensor resize here is close but not
     bit-identical.
 
 ``compat="default"`` — whole frames, no resampling, so odd sizes lose no detail and there are no seams:
+    * first, for models with ``config.frame_margin`` (the codec-initialised small models), ``frame_margin`` pixels
+      reflected on every side (cropped at the end);
     * frames whose padded size fits ``max_pixels``: reflect-padded at the bottom/right to the next multiples of 112
       and fused in one pass (the position embedding resized with each token's own row and column,
       ``pos_embed="aspect"``), then cropped. A 640×480 pair is one 672×560 pass: 5,880 tokens per stream instead
@@ -101,6 +104,14 @@ def _pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
             return F.pad(x, (0, width - w, 0, height - h), mode="replicate")
         x = F.pad(x, (0, max(pw, 0), 0, max(ph, 0)), mode="reflect")
     return x
+
+
+def _pad_margin(x: torch.Tensor, margin: int) -> torch.Tensor:
+    """Pad ``margin`` pixels on every side: reflected where the image is wider than the margin, else replicated."""
+    if margin <= 0:
+        return x
+    mode = "reflect" if min(x.shape[-2:]) > margin else "replicate"
+    return F.pad(x, (margin, margin, margin, margin), mode=mode)
 
 
 def _check_sources(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -227,8 +238,15 @@ def _fuse_official(runner: _Runner, xa: torch.Tensor, xb: torch.Tensor, tile: in
 
 def _fuse_default(model: TCMoA, task: int, amp: torch.dtype | None, progress: bool, xa: torch.Tensor,
                   xb: torch.Tensor, tile: int, overlap: int, m: int, batch_size: int,
-                  max_pixels: int) -> torch.Tensor:
-    n, _, h, w = xa.shape
+                  max_pixels: int, margin: int | None = None) -> torch.Tensor:
+    n, _, h0, w0 = xa.shape
+    margin = model.config.frame_margin if margin is None else margin
+    if margin:
+        # the frame's border gets the context the network's token convolutions need (cropped below)
+        out = _fuse_default(model, task, amp, progress, _pad_margin(xa, margin), _pad_margin(xb, margin), tile,
+                            overlap, m, batch_size, max_pixels, margin=0)
+        return out[:, :, margin : margin + h0, margin : margin + w0].contiguous()
+    h, w = h0, w0
     hf, wf = math.ceil(h / m) * m, math.ceil(w / m) * m
     if hf * wf <= max_pixels:
         per_call = max(1, min(batch_size, max_pixels // (hf * wf)))

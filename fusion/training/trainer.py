@@ -273,6 +273,10 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             fused, aux = self.model(_normalize(a), _normalize(b), task=task, return_aux=True)
+        m = self.module.config.frame_margin
+        if m and min(fused.shape[-2:]) > 4 * m:
+            # the border the model's token convolutions see zero-padded is context only (inference pads it too)
+            fused, a, b = (x[..., m:-m, m:-m] for x in (fused, a, b))
         return self.loss_fn(task, fused, a, b, aux, epoch)
 
     def _backward_step(self, loss: torch.Tensor) -> None:
