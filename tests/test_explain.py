@@ -109,7 +109,7 @@ def test_explain_cli_writes_figures_and_csv(tmp_path, repo_root):
     for mod in {r["module"] for r in rows}:
         for task in ("vif", "mef", "mff"):
             shares = [float(r["share_of_tokens"]) for r in rows if r["module"] == mod and r["task"] == task]
-            assert abs(sum(shares) - 2.0) < 1e-6
+            assert abs(sum(shares) - 2.0) < 2.5e-6  # four values written with 6 decimals
     bad = subprocess.run([sys.executable, str(repo_root / "pipelines" / "explain.py"), "--a", str(src / "vis/0.png"),
                           "--out", str(out)], capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and "--a needs --b" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,12 +1,15 @@
-"""The shipped ``fusion/weights/tcmoa_tiny.safetensors``: tcmoa_tiny on the real samples in ../shared/data, on a CPU.
+"""The shipped ``fusion/weights/tcmoa_tiny.safetensors``: tcmoa_tiny from the analytic codec start, its mef and mff
+routers trained on the real samples in ../shared/data, on a CPU.
 
 No MAE exists at tiny width and a ViT trained from scratch on ~55 pairs in minutes only blurs, so the model starts
-from the analytic codec initialisation (``model.init="codec"``, fusion/training/codec_init.py): a frozen backbone that
-carries 8x8-block codes, TC-MoA modules that already fuse (weighted base + both sources' details; the vif router
-prefers the brighter block). Training with the official losses (current preset) then tunes what TC-MoA trains:
-routers, experts (prompts), fusion convolutions, alphas, modal shifts. The loss warm-up phase is skipped (its
-average-fusion targets would undo the start); crops are small regions at nearly native scale (inference runs on
-native-resolution 448 tiles). Held-back pairs (excluded below) are never trained on; they evaluate the model.
+from the analytic codec initialisation (``model.init="codec"``, fusion/training/codec_init.py): a frozen backbone
+that carries 8x8-block codes and TC-MoA modules that already fuse (a prompted smooth base, both sources' details;
+the vif router lets the brighter block win, with a head start for the visible image). The vif router stays as
+initialised: training it with the official losses made the held-out ranking worse (docs in the model card). What
+is trained is what TC-MoA makes task-specific, the mef and mff routers and their experts (experts 2-3; vif is routed
+to experts 0-1, which are frozen, so vif output is bit-identical before and after), with the official losses. The
+fusion convolutions, alphas, modal shifts and the routers' shared front end stay frozen. Held-back pairs (excluded
+below) are never trained on; they evaluate the model.
 
     python pipelines/train_fusion.py --config configs/fusion/tcmoa_tiny_cpu.py
 """
@@ -17,11 +20,8 @@ _base_ = "defaults.py"
 
 DATA = os.environ.get("TCMOA_SHARED_DATA", "../shared/data")
 
-# held back for evaluation (model card): llvip's two official test pairs, m3fd's only pair, 2-3 of every other set
+# held back for evaluation (model card): 2-3 of every set
 HOLDOUT = {
-    "llvip": ["190001", "200002"],
-    "msrs": ["00004N", "00537D", "01486D"],
-    "roadscene": ["FLIR_00006", "FLIR_05914", "FLIR_09545"],
     "mef_mefb": ["Arno", "Lighthouse"],
     "mff_lytro": ["lytro_01", "lytro_07", "lytro_13"],
 }
@@ -30,29 +30,22 @@ cfg = dict(
     model=dict(name="tcmoa_tiny", init="codec"),
     data=dict(
         tasks=dict(
-            vif=dict(
-                datasets=[
-                    dict(root=f"{DATA}/llvip", exclude=HOLDOUT["llvip"]),
-                    dict(root=f"{DATA}/msrs", exclude=HOLDOUT["msrs"]),
-                    dict(root=f"{DATA}/roadscene", exclude=HOLDOUT["roadscene"]),
-                ],
-                crop_scale=[0.03, 0.5],
-                batch_size=4,
-            ),
             mef=dict(datasets=[dict(root=f"{DATA}/mef_mefb", layout="mefb", exclude=HOLDOUT["mef_mefb"])],
                      crop_scale=[0.05, 0.6], batch_size=2),
             mff=dict(datasets=[dict(root=f"{DATA}/mff_lytro", layout="mfifb", exclude=HOLDOUT["mff_lytro"])],
                      crop_scale=[0.1, 0.6], batch_size=2),
         ),
+        lead_task="mef",
         crop_size=112,
         num_workers=0,
     ),
-    # FusionLayer conv1 reads raw tokens, whose codec constant direction (~3000) it must keep ignoring: frozen
-    train=dict(epochs=5, warmup_epochs=0.5, lr=3e-4, min_lr=3e-5, device="cpu", threads=2, seed=0,
-               freeze=[r"FusionLayer\.\d+\.conv1\."]),
+    # only the mef/mff experts and the routers' gates learn; everything vif reads stays as initialised
+    train=dict(epochs=50, warmup_epochs=2, lr=3e-4, min_lr=3e-5, device="cpu", threads=2, seed=0,
+               freeze=[r"FusionLayer\.", r"modal_shifts", r"dimReduction", r"MoA\.\d+\.norm[12]\.", r"Alpha_",
+                       r"MoA\.experts\.[01]\."]),
     loss=dict(preset="current", warmup_epochs=0),
     ema=dict(enabled=True, decay=0.98, export=True),
-    checkpoint=dict(every_iters=10, keep_last=2),
-    log=dict(every_iters=3, samples_every_iters=30),
+    checkpoint=dict(every_iters=50, keep_last=2),
+    log=dict(every_iters=10, samples_every_iters=100),
     output_dir="work_dirs/tcmoa_tiny_cpu",
 )

@@ -177,3 +177,12 @@ def create_tcmoa_small(checkpoint: str | os.PathLike | None = None, **settings: 
 def create_tcmoa_tiny(checkpoint: str | os.PathLike | None = None, **settings: Any) -> TCMoAFuser:
     """``tcmoa_tiny`` (shipped weights) or ``tcmoa_tiny:/path/ckpt`` — the ViT-Ti size."""
     return TCMoAFuser("tcmoa_tiny", checkpoint or None, **settings)
+
+
+@register_fuser("tcmoa_tiny_v1")
+def create_tcmoa_tiny_v1(checkpoint: str | os.PathLike | None = None, **settings: Any) -> TCMoAFuser:
+    """``tcmoa_tiny_v1`` — the first shipped ``tcmoa_tiny`` weights (block-switching codec, no frame margin), kept
+    to compare with and to reproduce the tables measured with it. A checkpoint may not be given."""
+    if checkpoint:
+        raise ConfigError(f"tcmoa_tiny_v1 names fixed weights; use 'tcmoa_tiny:{checkpoint}' for other files")
+    return TCMoAFuser("tcmoa_tiny", SHIPPED_WEIGHTS["tcmoa_tiny_v1"], **settings)

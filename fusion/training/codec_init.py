@@ -12,18 +12,28 @@ classical two-scale fusion of its sources, which training with the official loss
   the patch-embedding bias) that keeps every LayerNorm (final encoder norm, decoder norm) in a linear regime;
 * position embeddings are zero and every backbone block is an identity (zero attention and MLP output
   projections), so tokens carry the codes unchanged;
-* encoder TC-MoA module 0 mixes the low-frequency codes (luma 4x4 DCT block + colour) of both streams, module 1
-  the high-frequency luma codes, through their fusion convolutions (rank C/4 = 48 projections) with the official
-  alpha = 0.5; the other modules start with alpha = 0 (identity); experts output 0 so every prompt is exactly 0.5;
-  the adapters' reduction ignores the constant direction so that routers see the content;
-* the decoder embedding and pixel head map the codes back to pixels.
+* encoder TC-MoA module 0 (the **base**): its vif router prompts ``p_a = sigmoid(slope d + bias - hot_slope
+  relu(-d - hot_margin))``, ``d`` the difference of the two blocks' mean luma (the brighter block wins, the visible
+  image with a head start, a clearly warmer infrared block outright; mef and mff: 0.5), and its fusion convolution
+  writes ``S(p_a DC_a + p_b DC_b)`` (the prompted block means, smoothed by a 3x3 binomial over tokens) into an
+  auxiliary direction;
+* module 1 (the **details**, constant prompts 0.5) moves b's high-frequency luma codes into stream a (alpha 1.5 so
+  that they count 1.15x a's) and writes ``S(DC_a + DC_b)`` into a second auxiliary direction;
+* module 2 (constant prompts 0.45 / 0.55) moves b's low-frequency luma and colour codes into stream a and adds the
+  bilinear up-sampling of ``S(mix) - S(DC_a + DC_b)`` from the 3x3 neighbouring tokens: the base changes smoothly
+  across token borders instead of switching per 8x8 block;
+* the adapters' reduction reads the blocks' DC codes and the constant (routers see brightness, not the constant);
+  vif is routed to experts 0-1, mef and mff to experts 2-3, so that training the latter leaves vif untouched;
+* the decoder embedding and pixel head map the codes back to pixels (decoder modules start as identities).
 
-The result is ``low = 5/9 a + 4/9 b`` and ``high = a + 0.8 b`` (per 8x8 block; chroma at half resolution):
-weighted-average base with both sources' details, see :func:`reference_fusion`. Everything the official
-training trains (prompts via the routers/experts, fusion convolutions, alphas, modal shifts) stays trainable.
+The result, per pixel, is ``U(S(mix)) + (a - U(S(a))) + (b - U(S(b)))`` in luma (``U`` the bilinear up-sampling of
+block means: a smooth prompted base plus both sources' details above it, b's high frequencies at 1.15x) and, in
+colour, a's chroma plus b's (a grey infrared adds none: the visible colour is kept); see :func:`reference_fusion`.
+The fusion convolutions' 3x3 token neighbourhood is zero-padded at the frame border, so inference pads
+``config.frame_margin`` (16) pixels on every side and training scores only the inside of each crop.
 
-Requirements: patch size 16, up-sampling 2, ``embed_dim >= 192`` (the 48-code bottleneck) and
-``decoder_embed_dim >= 128``.
+Requirements: patch size 16, up-sampling 2, ``embed_dim >= 192`` (the 48-channel bottleneck), at least 3 encoder
+TC-MoA modules and ``decoder_embed_dim >= 98``.
 """
 
 from __future__ import annotations
@@ -47,12 +57,24 @@ _HIGH_LUMA = [i for i in range(64) if i not in _LOW_LUMA]
 LOW = _LOW_LUMA + list(range(64, 96))  # 48 codes: luma 4x4 low block, both chroma blocks
 HIGH = _HIGH_LUMA  # 48 codes: the rest of luma
 
-CODEC_GAINS = {"alpha": 0.5, "g_low": 8.0, "g_high": 8.0, "K": 3.0e3, "kappa": 30.0, "ref": 100.0, "route": 1.5}
-"""alpha of the two mixing modules, gains of their fusion convolutions, and K, the amplitude of the constant
-direction (encoder and decoder). K trades the LayerNorms' linearity (error ~ (|codes| / K)^2 / 2, < 5e-4 here)
-against float32 resolution of the codes next to the constant (~ 1e-4 of a code unit). ``kappa`` is the slope of
-the infrared-visible "brighter block wins" prompt, ``ref`` the size of the constant that keeps the adapter's second
-LayerNorm linear, ``route`` the router weight that sends vif to experts 0-1 and the other tasks to experts 2-3."""
+HIGH_KEPT = [i for i in HIGH if i not in (62, 63)]  # 46: b's two highest luma frequencies are not transferred
+CHROMA = list(range(64, 96))
+CHROMA_KEPT = [i for i in CHROMA if i not in (79, 95)]  # 30: b's highest chroma frequency is not transferred
+
+CODEC_GAINS = {"alpha": (0.5, 1.5, 0.5), "K": 3.0e3, "ref": 100.0, "route": 1.5, "slope": 2.0, "bias": 1.5,
+               "hot_slope": 20.0, "hot_margin": 0.25, "g_high": 5.0, "s_a": 0.45, "g_low": 10.0,
+               "g_chroma": 10.0}
+"""``alpha`` of the three encoder modules (module 1's 1.5 lets b's detail codes outweigh a's: ratio
+``alpha g_high / (alpha g_high - 2 (alpha - 1))`` = 1.15); ``K``, the amplitude of the constant direction (encoder and
+decoder), trades the LayerNorms' linearity (error ~ (|codes| / K)^2 / 2, < 1e-4 here) against float32 resolution of
+the codes next to the constant (~ 1e-4 of a code unit); ``ref`` is the size of the constant that keeps the
+adapter's second LayerNorm linear, ``route`` the router weight that sends vif to experts 0-1 and the other tasks to
+experts 2-3. The base prompt of vif is ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin))`` with
+``d = mean_a - mean_b`` on 8x8-block mean luma in [0, 1]: the brighter block wins, the visible image with a head
+start, and an infrared block brighter by more than ``hot_margin`` (a warm target) wins outright. Module 1 transfers
+the detail codes (prompts 0.5, gain ``g_high``), module 2 the low-frequency and colour codes with prompts ``s_a``
+and gains ``g_low``/``g_chroma`` (``g_low * (1 - 2 s_a) = 1 / alpha_2 - 1`` counts b's low frequencies as much as
+a's)."""
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -130,18 +152,86 @@ def _frame(dim: int, count: int, seed: int) -> np.ndarray:
     return q
 
 
-def _mix_gains() -> tuple[float, float, float, float]:
-    """Coefficients of a's and b's codes in stream a, relative to the constant direction, after modules 0 and 1."""
-    a, g0, g1 = CODEC_GAINS["alpha"], CODEC_GAINS["g_low"], CODEC_GAINS["g_high"]
-    low_a = 1 + a * g0 / (2 * (1 - a))
-    low_b = a * g0 / (2 * (1 - a))
-    high_a = 1 + a * g1 / (2 * (1 - a))
-    high_b = a * g1 / (2 * (1 - a))
-    return low_a, low_b, high_a, high_b
+def _binomial() -> np.ndarray:
+    """(3, 3) binomial smoothing kernel over tokens (sums to 1)."""
+    k = np.array([1.0, 2.0, 1.0])
+    return np.outer(k, k) / 16.0
+
+
+def _upsample_table() -> np.ndarray:
+    """``(16, 3, 3)``: the low luma codes that the bilinear x8 up-sampling (``align_corners=False``) of a unit
+    block-mean impulse at token offset ``(dy, dx)`` puts into the centre block (``[j, 1 + dy, 1 + dx]``)."""
+    d8 = _dct_matrix(8)
+    table = np.zeros((len(_LOW_LUMA), 3, 3))
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            field = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+            field[0, 0, 1 + dy, 1 + dx] = 1.0
+            up = torch.nn.functional.interpolate(field, scale_factor=8, mode="bilinear", align_corners=False)
+            block = up[0, 0, 8:16, 8:16].numpy()
+            table[:, 1 + dy, 1 + dx] = (d8 @ block @ d8.T).reshape(-1)[_LOW_LUMA]
+    return table
+
+
+def _code_gains() -> tuple[np.ndarray, np.ndarray]:
+    """Per code, the coefficient of a's and of b's code in stream a after the three encoder modules (relative to
+    the constant direction, which every module keeps at K)."""
+    g = CODEC_GAINS
+    a0, a1, a2 = g["alpha"]
+    r1 = 1 - a0  # what module 0 leaves of every code
+    r2 = (1 - a1) * r1  # ... modules 0 and 1 of the codes module 1 does not transfer
+    ga = np.full(N_CODES, (1 - a2) * r2)  # codes never transferred: only the residual of a is left
+    gb = np.zeros(N_CODES)
+    ga[HIGH_KEPT] = (1 - a2) * (a1 * g["g_high"] * r1 * 0.5 + (1 - a1) * r1)
+    gb[HIGH_KEPT] = (1 - a2) * a1 * g["g_high"] * r1 * 0.5
+    s_a = g["s_a"]
+    ga[_LOW_LUMA] = a2 * g["g_low"] * r2 * s_a + (1 - a2) * r2
+    gb[_LOW_LUMA] = a2 * g["g_low"] * r2 * (1 - s_a)
+    ga[CHROMA_KEPT] = a2 * g["g_chroma"] * r2 * s_a + (1 - a2) * r2
+    gb[CHROMA_KEPT] = a2 * g["g_chroma"] * r2 * (1 - s_a)
+    return ga, gb
 
 
 def _t(x: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(x), dtype=like.dtype, device=like.device).reshape(like.shape)
+
+
+def _set_conv(layer: nn.Module, rows: list[np.ndarray], conv2: np.ndarray, cols: list[np.ndarray]) -> None:
+    """A fusion convolution that reads ``rows`` (token-space directions), applies the ``(n, n, 3, 3)`` token
+    convolution ``conv2`` and writes output channel ``i`` along ``cols[i]``; the other channels stay zero."""
+    dim, r = layer.conv1.weight.shape[1], layer.conv1.weight.shape[0]
+    n = len(rows)
+    if n > r or len(cols) != n:
+        raise ConfigError(f"codec init: {n} channels do not fit a bottleneck of {r}")
+    w1 = np.zeros((r, dim))
+    w1[:n] = np.stack(rows)
+    w2 = np.zeros((r, r, 3, 3))
+    w2[:n, :n] = conv2
+    w3 = np.zeros((dim, r))
+    w3[:, :n] = np.stack(cols, axis=1)
+    layer.conv1.weight.copy_(_t(w1, layer.conv1.weight))
+    layer.conv2.weight.copy_(_t(w2, layer.conv2.weight))
+    layer.conv3.weight.copy_(_t(w3, layer.conv3.weight))
+
+
+def _centre(gains: list[float]) -> np.ndarray:
+    """``(n, n, 3, 3)`` token convolution that scales channel ``i`` by ``gains[i]`` (centre tap only)."""
+    n = len(gains)
+    w = np.zeros((n, n, 3, 3))
+    w[np.arange(n), np.arange(n), 1, 1] = gains
+    return w
+
+
+def _constant_prompts(adapter: nn.Module, p_a: float, experts: range = range(4)) -> None:
+    """The given experts give the prompts ``p_a`` and ``1 - p_a`` whatever the token (output biases only)."""
+    half = adapter.MoA.experts[0].fc2.bias.shape[0] // 2
+    logit = math.log(p_a / (1 - p_a))
+    for e in experts:
+        expert = adapter.MoA.experts[e]
+        expert.fc2.weight.zero_()
+        bias = torch.full_like(expert.fc2.bias, -logit)
+        bias[:half] = logit
+        expert.fc2.bias.copy_(bias)
 
 
 @torch.no_grad()
@@ -155,18 +245,19 @@ def codec_init(model: nn.Module, seed: int = 0) -> nn.Module:
     c, d = cfg.embed_dim, cfg.decoder_embed_dim
     if cfg.patch_size != 16 or cfg.upsample != 2 or cfg.in_chans != 3:
         raise ConfigError(f"{cfg.name}: codec init needs patch_size=16, upsample=2, in_chans=3")
-    if c // 4 < 48 or c < N_CODES + 2 or d < N_CODES + 2:
+    if c // 4 < 48 or c < N_CODES + 3 or d < N_CODES + 2:
         raise ConfigError(f"{cfg.name}: codec init needs embed_dim >= 192 and decoder_embed_dim >= 98 "
                           f"(got {c} and {d})")
-    if cfg.num_encoder_adapters < 2:
-        raise ConfigError(f"{cfg.name}: codec init needs at least 2 encoder TC-MoA modules")
+    if cfg.num_encoder_adapters < 3:
+        raise ConfigError(f"{cfg.name}: codec init needs at least 3 encoder TC-MoA modules")
+    g = CODEC_GAINS
     enc, enc_const, dec, dec_const = _linear_maps()
-    fe = _frame(c, N_CODES + 1, seed)
-    e, v = fe[:, :N_CODES], fe[:, N_CODES]
+    fe = _frame(c, N_CODES + 3, seed)
+    e, v, w0, w1 = fe[:, :N_CODES], fe[:, N_CODES], fe[:, N_CODES + 1], fe[:, N_CODES + 2]
     fd = _frame(d, N_CODES + 1, seed + 1)
     e_d, v_d = fd[:, :N_CODES], fd[:, N_CODES]
-    k = CODEC_GAINS["K"]
-    alpha = CODEC_GAINS["alpha"]
+    k = g["K"]
+    a0, a1, a2 = g["alpha"]
 
     # stem: tokens = E codes + K v
     model.patch_embed.proj.weight.copy_(_t(e @ enc, model.patch_embed.proj.weight))
@@ -178,20 +269,7 @@ def codec_init(model: nn.Module, seed: int = 0) -> nn.Module:
             lin.weight.zero_()
             lin.bias.zero_()
 
-    def set_fusion(layer: nn.Module, frame: np.ndarray, cols: list[int], gain: float) -> None:
-        basis = frame[:, cols]  # (C', 48)
-        r = layer.conv1.weight.shape[0]
-        w1 = np.zeros((r, frame.shape[0]))
-        w1[: len(cols)] = basis.T
-        w3 = np.zeros((frame.shape[0], r))
-        w3[:, : len(cols)] = basis
-        w2 = np.zeros((r, r, 3, 3))
-        w2[np.arange(len(cols)), np.arange(len(cols)), 1, 1] = gain
-        layer.conv1.weight.copy_(_t(w1, layer.conv1.weight))
-        layer.conv2.weight.copy_(_t(w2, layer.conv2.weight))
-        layer.conv3.weight.copy_(_t(w3, layer.conv3.weight))
-
-    def set_adapter(adapter: nn.Module, const_dir: np.ndarray) -> None:
+    def reset_adapter(adapter: nn.Module, const_dir: np.ndarray) -> None:
         for expert in adapter.MoA.experts:
             expert.fc2.weight.zero_()
             expert.fc2.bias.zero_()
@@ -204,41 +282,58 @@ def codec_init(model: nn.Module, seed: int = 0) -> nn.Module:
         adapter.dimReduction.weight.copy_(_t(w, adapter.dimReduction.weight))
         adapter.modal_shifts.zero_()
 
-    n_low = len(LOW)
-    for i, (adapter, fusion) in enumerate(zip(model.blocks_MoA, model.FusionLayer)):
-        set_adapter(adapter, v)
-        if i == 0:
-            _brighter_wins_router(adapter, e[:, 0], v, vif_index=cfg.task_index("vif"))
-        if i == 1:
-            set_fusion(fusion, e, HIGH, CODEC_GAINS["g_high"])
-        else:
-            set_fusion(fusion, e, LOW, CODEC_GAINS["g_low"] if i == 0 else 1.0)
+    for adapter in model.blocks_MoA:
+        reset_adapter(adapter, v)
+    smooth = _binomial()
+    # module 0: the prompted base. w0 <- S(p_a DC_a + p_b DC_b), the block-mean luma mixed by the prompts and
+    # smoothed over 3x3 tokens; v carried through so that the constant stays K
+    for adapter in model.blocks_MoA:
+        _task_router(adapter, e[:, 0], v, vif_index=cfg.task_index("vif"))
+    _brighter_wins_experts(model.blocks_MoA[0])
+    conv = _centre([0.0, 1.0])
+    conv[0, 0] = smooth
+    _set_conv(model.FusionLayer[0], [e[:, 0], v], conv, [w0, v])
+    # module 1: the detail codes of both sources (constant prompts), and w1 <- S(mean of the two DC codes)
+    _constant_prompts(model.blocks_MoA[1], 0.5)
+    n_hi = len(HIGH_KEPT)
+    conv = _centre([g["g_high"]] * n_hi + [0.0, 1.0])
+    conv[n_hi, n_hi] = smooth
+    _set_conv(model.FusionLayer[1], [e[:, i] for i in HIGH_KEPT] + [e[:, 0], v], conv,
+              [e[:, i] for i in HIGH_KEPT] + [w1, v])
+    # module 2: low-frequency and colour codes of both sources, plus the bilinear up-sampling of the smoothed base
+    # correction S(mix) - S(DC_a + DC_b) from the neighbouring tokens into the low luma codes
+    _constant_prompts(model.blocks_MoA[2], g["s_a"])
+    ga, _ = _code_gains()
+    n_lo, n_ch = len(_LOW_LUMA), len(CHROMA_KEPT)
+    conv = _centre([g["g_low"]] * n_lo + [0.0] + [g["g_chroma"]] * n_ch + [1.0])
+    # module 2 reads w0 (at (1 - a1) a0) and w1 (at a1 (1 - a0), half of each DC) as S(mix) - S(DC_a + DC_b); the
+    # head divides the low codes by ga, and U works on block means (DC / 8)
+    fused_base = w0 / ((1 - a1) * a0) - w1 * 2.0 / (a1 * (1 - a0))
+    conv[:n_lo, n_lo] = ga[_LOW_LUMA[0]] / (8.0 * a2) * _upsample_table()
+    _set_conv(model.FusionLayer[2], [e[:, i] for i in _LOW_LUMA] + [fused_base] + [e[:, i] for i in CHROMA_KEPT]
+              + [v], conv, [e[:, i] for i in _LOW_LUMA] + [np.zeros(c)] + [e[:, i] for i in CHROMA_KEPT] + [v])
+    for fusion in model.FusionLayer[3:]:
+        _set_conv(fusion, [], np.zeros((0, 0, 3, 3)), [])
     alphas = torch.zeros_like(model.Alpha_encoder)
-    alphas[:2] = alpha
+    alphas[:3] = torch.tensor(g["alpha"])
     model.Alpha_encoder.copy_(alphas)
     for adapter, fusion in zip(model.decoder_blocks_MoA, model.de_FusionLayer):
-        set_adapter(adapter, v_d)
-        cols = LOW[: min(n_low, fusion.conv1.weight.shape[0])]
-        set_fusion(fusion, e_d, cols, 1.0)
+        reset_adapter(adapter, v_d)
+        cols = [e_d[:, i] for i in _LOW_LUMA]
+        _set_conv(fusion, cols, _centre([1.0] * len(cols)), cols)
     model.Alpha_decoder.zero_()
 
-    # final encoder norm: identity affine. Stream a is s_v (K v + E mixed) with s_v = (1 - alpha)^2, so the
-    # LayerNorm (which divides by ~ s_v K / sqrt(C), the constant dominating) gives sqrt(C) v + sqrt(C)/K E mixed
+    # final encoder norm: identity affine; the constant dominates, so the LayerNorm divides by ~ K / sqrt(C)
     model.norm.weight.fill_(1.0)
     model.norm.bias.zero_()
-    # decoder embedding: codes -> decoder codes at their original scale (K v_d + E_d mixed)
+    # decoder embedding: codes -> decoder codes at their original scale (K v_d + E_d mixed); w0, w1 are dropped
     model.decoder_embed.weight.copy_(_t(e_d @ e.T * (k / math.sqrt(c)), model.decoder_embed.weight))
     model.decoder_embed.bias.copy_(_t(k * v_d, model.decoder_embed.bias))
     model.decoder_norm.weight.fill_(1.0)
     model.decoder_norm.bias.zero_()
-    # pixel head: undo both LayerNorm scalings and the mixing gains, decode to the normalised output patch
-    low_a, low_b, high_a, _ = _mix_gains()
-    gains = np.ones(N_CODES)
-    gains[LOW] = 1.0 / (low_a + low_b)
-    gains[HIGH] = 1.0 / high_a
-    # after the decoder norm the codes are sqrt(D)/K * mixed
+    # pixel head: undo both LayerNorm scalings and a's gain per code, decode to the normalised output patch
     scale = k / math.sqrt(d)
-    head = dec @ np.diag(gains * scale) @ e_d.T
+    head = dec @ np.diag(scale / ga) @ e_d.T
     model.decoder_pred.weight.copy_(_t(head, model.decoder_pred.weight))
     model.decoder_pred.bias.copy_(_t(dec_const, model.decoder_pred.bias))
     zero_dead_weights(model)
@@ -277,13 +372,13 @@ def zero_dead_weights(model: nn.Module) -> int:
     return count + 1
 
 
-def _brighter_wins_router(adapter: nn.Module, e_dc: np.ndarray, v: np.ndarray, vif_index: int) -> None:
-    """Prompts of the low-frequency module: vif -> ``p_a = sigmoid(kappa * s * (DC_a - DC_b)) = 1 - p_b`` (the
-    block with the brighter mean wins, a soft maximum-intensity rule); other tasks -> ``p_a = p_b = 0.5``.
+def _task_router(adapter: nn.Module, e_dc: np.ndarray, v: np.ndarray, vif_index: int) -> None:
+    """Router front end and gates: vif goes to experts 0-1, the other tasks to experts 2-3 (so that training the
+    mef and mff routers and experts leaves vif untouched).
 
-    ``y`` (the router input) gets three live entries: the luma DC code of each stream, and a constant from the
-    token's constant direction that dominates the second LayerNorm (so that ``y_0 - y_1`` is linear in the DC
-    difference, ``s = 48 / (ref * sqrt(47))`` for r = 48) and serves the routers as a task-independent bias input.
+    ``y`` (the router input) gets three live entries: the luma DC code (8 x the block mean) of each stream, and a
+    constant from the token's constant direction that dominates the second LayerNorm (so that ``y_0 - y_1`` is
+    linear in the DC difference, ``s = r / (ref * sqrt(r - 1))``) and drives the gates.
     """
     dim = v.shape[0]
     r = adapter.dimReduction.weight.shape[0]
@@ -307,19 +402,36 @@ def _brighter_wins_router(adapter: nn.Module, e_dc: np.ndarray, v: np.ndarray, v
     gate[vif_index, 2, 0:2] = route
     moe.w_gate.copy_(gate)
     moe.w_noise.zero_()
-    kappa = CODEC_GAINS["kappa"]
+
+
+def _brighter_wins_experts(adapter: nn.Module) -> None:
+    """Experts 0-1 (vif) give ``p_a = sigmoid(slope * (mean_a - mean_b) + bias) = 1 - p_b``: the block with the
+    brighter mean luma wins, a soft maximum-intensity rule in which the visible image has a head start. Experts 2-3
+    (mef, mff) give ``p_a = p_b = 0.5``."""
+    r = adapter.dimReduction.weight.shape[0]
+    ref = CODEC_GAINS["ref"]
+    s = r / (ref * math.sqrt(r - 1))  # y_0 - y_1 = s (DC_a - DC_b) = 8 s d
+    kappa = CODEC_GAINS["slope"] / (8.0 * s)
+    kappa_hot = CODEC_GAINS["hot_slope"] / (8.0 * s)
+    bias = CODEC_GAINS["bias"]
     half = r // 2
-    for expert in list(moe.experts)[:2]:
+    for expert in list(adapter.MoA.experts)[:2]:
         w1 = torch.zeros_like(expert.fc1.weight)
-        w1[0, 0], w1[0, 1] = 1.0, -1.0
-        w1[1, 0], w1[1, 1] = -1.0, 1.0
+        w1[0, 0], w1[0, 1] = 1.0, -1.0  # relu(y0 - y1)
+        w1[1, 0], w1[1, 1] = -1.0, 1.0  # relu(y1 - y0)
+        w1[2, 0], w1[2, 1] = -1.0, 1.0  # relu(y1 - y0 - 8 s hot_margin): infrared brighter by more than the margin
         expert.fc1.weight.copy_(w1)
-        expert.fc1.bias.zero_()
+        b1 = torch.zeros_like(expert.fc1.bias)
+        b1[2] = -8.0 * s * CODEC_GAINS["hot_margin"]
+        expert.fc1.bias.copy_(b1)
         w2 = torch.zeros_like(expert.fc2.weight)
-        w2[:half, 0], w2[:half, 1] = kappa, -kappa
-        w2[half:, 0], w2[half:, 1] = -kappa, kappa
+        w2[:half, 0], w2[:half, 1], w2[:half, 2] = kappa, -kappa, -kappa_hot
+        w2[half:, 0], w2[half:, 1], w2[half:, 2] = -kappa, kappa, kappa_hot
         expert.fc2.weight.copy_(w2)
-        expert.fc2.bias.zero_()
+        b2 = torch.full_like(expert.fc2.bias, -bias)
+        b2[:half] = bias
+        expert.fc2.bias.copy_(b2)
+    _constant_prompts(adapter, 0.5, range(2, 4))
 
 
 def encode_patches(img: torch.Tensor) -> torch.Tensor:
@@ -341,22 +453,63 @@ def decode_patches(codes: torch.Tensor) -> torch.Tensor:
 def reference_fusion(a: torch.Tensor, b: torch.Tensor, task: str = "mef") -> torch.Tensor:
     """What a codec-initialised model computes, written directly: ``(B, 3, H, W)`` in [0, 1], clipped.
 
-    Per 8x8 block, with ``p_a + p_b = 1`` (0.5 each, or for vif ``p_a = sigmoid(kappa s (DC_a - DC_b))``) and the
-    module-0 mixing ``low = ((1 - alpha) a + alpha g (p_a a + p_b b)) / ((1 - alpha) + alpha g)``;
-    high codes ``a + (high_b / high_a) b``.
+    Per 8x8 block (codes from :func:`encode_patches`; ``S`` the 3x3 binomial over blocks and ``U`` the bilinear
+    up-sampling of a block field into the low luma codes, both zero-padded at the frame border as the network's
+    convolutions are): ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin))``, ``d = mean_a - mean_b``,
+    for vif, 0.5 otherwise, ``p_b = 1 - p_a``;
+    low luma ``a + b + U(S(p_a DC_a + p_b DC_b) - S(DC_a + DC_b)) / 8``, i.e. the prompted smooth base plus both
+    sources' detail above it; the other codes ``a + r b`` with ``r = gb / ga`` (:func:`_code_gains`).
     """
-    alpha, g0 = CODEC_GAINS["alpha"], CODEC_GAINS["g_low"]
-    _, _, high_a, high_b = _mix_gains()
+    g = CODEC_GAINS
     ca, cb = encode_patches(a), encode_patches(b)
+    dc_a, dc_b = ca[:, :1], cb[:, :1]
     if task == "vif":
-        slope = CODEC_GAINS["kappa"] * 48 / (CODEC_GAINS["ref"] * math.sqrt(47))
-        pa = torch.sigmoid(slope * (ca[:, :1] - cb[:, :1]))
+        d = (dc_a - dc_b) / 8.0
+        pa = torch.sigmoid(g["slope"] * d + g["bias"] - g["hot_slope"] * torch.relu(-d - g["hot_margin"]))
     else:
-        pa = torch.full_like(ca[:, :1], 0.5)
-    pb = 1 - pa
-    out = torch.empty_like(ca)
-    out[:, LOW] = ((1 - alpha) * ca[:, LOW] + alpha * g0 * (pa * ca[:, LOW] + pb * cb[:, LOW])) / (
-        (1 - alpha) + alpha * g0
-    )
-    out[:, HIGH] = ca[:, HIGH] + (high_b / high_a) * cb[:, HIGH]
+        pa = torch.full_like(dc_a, 0.5)
+    smooth = torch.as_tensor(_binomial(), dtype=torch.float64).view(1, 1, 3, 3)
+    field = (torch.nn.functional.conv2d(pa * dc_a + (1 - pa) * dc_b, smooth, padding=1)
+             - torch.nn.functional.conv2d(dc_a + dc_b, smooth, padding=1))
+    up = torch.as_tensor(_upsample_table(), dtype=torch.float64).unsqueeze(1)  # (16, 1, 3, 3)
+    ga, gb = _code_gains()
+    ratio = torch.as_tensor(gb / ga, dtype=torch.float64).view(1, -1, 1, 1)
+    out = ca + ratio * cb
+    out[:, _LOW_LUMA] += torch.nn.functional.conv2d(field, up, padding=1) / 8.0
     return decode_patches(out).clamp(0, 1).float()
+
+
+def write_codec_weights(out: str, name: str = "tcmoa_tiny", seed: int = 0) -> str:
+    """Build ``name``, apply :func:`codec_init` and save it (safetensors, all-zero tensors stored as shape only).
+
+    The weights that cannot affect the output (random reductions and hidden layers of routers whose experts output
+    constants) are drawn from ``torch.manual_seed(seed)``, so the file is the same on every run. Returns the path.
+    """
+    from fusion.models.checkpoint import save_checkpoint
+    from fusion.models.registry import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(name)
+    codec_init(model, seed=seed)
+    save_checkpoint(model, out, omit_zeros=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fusion.training.codec_init --out FILE``: write codec-initialised weights (the shipped tcmoa_tiny)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="Write the analytic codec initialisation of a small TC-MoA as a "
+                                            "safetensors checkpoint (fusion/weights/tcmoa_tiny.safetensors is this).")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--name", default="tcmoa_tiny", help="model variant (tcmoa_tiny or tcmoa_small)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    print(write_codec_weights(args.out, args.name, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    from fusion.utils.cli import run_cli
+
+    run_cli(main)
