@@ -1,0 +1,91 @@
+"""A picture comparing fusion methods on real pairs: sources, fusers run here, and published results.
+
+Each pair gives a row of whole images and a row of nearest-neighbour zooms (so that 8x8 block artefacts and lost
+colour show). Published results are read from the shared data's result folders (VIFB ``fused/<image>_<Method>.jpg``,
+TNO ``fused/<Method>/<image>.png``).
+
+    python benchmarks/comparison_grid.py --pairs vifb:carLight,vifb:walking,tno:05 \\
+        --methods tcmoa_tiny,tcmoa_tiny_v1,laplacian --published IFCNN,SeAFusion --out docs/images/fusion_comparison.jpg
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fusion.data.postprocess import contact_sheet
+from fusion.errors import InputError
+from fusion.fusers.spec import FuserSpec
+from fusion.stream.overlay import side_by_side
+from fusion.utils.cli import run_cli
+from fusion.utils.io import read_image, write_image
+
+
+def _find(folder: Path, stem: str) -> Path:
+    hits = sorted(p for p in folder.glob(f"{stem}.*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+    if not hits:
+        raise InputError(f"{folder}: no image named {stem}.*")
+    return hits[0]
+
+
+def _published(root: Path, image: str, method: str) -> Path:
+    flat = sorted(root.glob(f"fused/{image}_{method}.*"))
+    if flat:
+        return flat[0]
+    return _find(root / "fused" / method, image)
+
+
+def _zoom(img: np.ndarray, box: tuple[float, float, float], factor: int) -> np.ndarray:
+    """The ``(cy, cx, size)`` window (fractions of the height/width; size a fraction of the height), enlarged."""
+    h, w = img.shape[:2]
+    side = max(8, int(box[2] * h))
+    y0 = int(np.clip(box[0] * h - side / 2, 0, h - side))
+    x0 = int(np.clip(box[1] * w - side * 2 / 3, 0, w - side * 4 // 3))
+    crop = img[y0 : y0 + side, x0 : x0 + side * 4 // 3]
+    return cv2.resize(crop, (crop.shape[1] * factor, crop.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data", help="folder holding vifb/ and tno/")
+    p.add_argument("--pairs", default="vifb:carLight,vifb:walking,tno:05",
+                   help="comma list of SET:IMAGE[@CY/CX/SIZE] (zoom window as fractions, default the centre)")
+    p.add_argument("--methods", default="tcmoa_tiny,tcmoa_tiny_v1,laplacian", help="fusers run here (specs)")
+    p.add_argument("--published", default="IFCNN,SeAFusion", help="published methods read from the sets' folders")
+    p.add_argument("--height", type=int, default=180, help="row height in pixels")
+    p.add_argument("--out", default="docs/images/fusion_comparison.jpg")
+    args = p.parse_args(argv)
+    fusers = {m: FuserSpec.parse(m).build() for m in args.methods.split(",") if m}
+    published = [m for m in args.published.split(",") if m]
+    rows = []
+    for item in args.pairs.split(","):
+        ref, _, zoom = item.partition("@")
+        set_name, _, image = ref.partition(":")
+        box = tuple(float(x) for x in zoom.split("/")) if zoom else (0.5, 0.5, 0.25)
+        root = Path(args.data) / set_name
+        vis = read_image(_find(root / "vis", image))
+        ir = read_image(_find(root / "ir", image))
+        panels = {"visible": vis, "infrared": ir}
+        panels.update({name: f.fuse(vis, ir, "vif") for name, f in fusers.items()})
+        for m in published:
+            panels[f"{m} (published)"] = read_image(_published(root, image, m))
+        scale = args.height / vis.shape[0]
+        whole = [cv2.resize(x, (round(x.shape[1] * scale), args.height), interpolation=cv2.INTER_AREA)
+                 for x in panels.values()]
+        rows.append(side_by_side(whole, [f"{set_name}/{image}"] + list(panels)[1:], max_width=10**5))
+        rows.append(side_by_side([_zoom(x, box, 3) for x in panels.values()], [f"zoom x3 {k}" for k in panels],
+                                 max_width=10**5))
+    sheet = contact_sheet(rows)
+    if sheet.shape[1] > 2400:
+        s = 2400 / sheet.shape[1]
+        sheet = cv2.resize(sheet, (2400, round(sheet.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    write_image(Path(args.out), sheet)
+    print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
