@@ -4,7 +4,7 @@ Each pair gives a row of whole images and a row of nearest-neighbour zooms (so t
 colour show). Published results are read from the shared data's result folders (VIFB ``fused/<image>_<Method>.jpg``,
 TNO ``fused/<Method>/<image>.png``).
 
-    python benchmarks/comparison_grid.py --pairs vifb:carLight,vifb:walking,tno:05 \\
+    python benchmarks/comparison_grid.py --pairs vifb:walking@0.72/0.55/0.15,tno:05@0.3/0.55/0.15 \\
         --methods tcmoa_tiny,tcmoa_tiny_v1,laplacian --published IFCNN,SeAFusion --out docs/images/fusion_comparison.jpg
 """
 
@@ -38,20 +38,22 @@ def _published(root: Path, image: str, method: str) -> Path:
     return _find(root / "fused" / method, image)
 
 
-def _zoom(img: np.ndarray, box: tuple[float, float, float], factor: int) -> np.ndarray:
-    """The ``(cy, cx, size)`` window (fractions of the height/width; size a fraction of the height), enlarged."""
+def _zoom(img: np.ndarray, box: tuple[float, float, float], height: int) -> np.ndarray:
+    """The ``(cy, cx, size)`` window (centre as fractions of the height/width, size a fraction of the height, 4:3),
+    enlarged with nearest neighbours to ``height`` rows so that single pixels and 8-pixel blocks stay visible."""
     h, w = img.shape[:2]
     side = max(8, int(box[2] * h))
     y0 = int(np.clip(box[0] * h - side / 2, 0, h - side))
     x0 = int(np.clip(box[1] * w - side * 2 / 3, 0, w - side * 4 // 3))
     crop = img[y0 : y0 + side, x0 : x0 + side * 4 // 3]
+    factor = max(1, round(height / crop.shape[0]))
     return cv2.resize(crop, (crop.shape[1] * factor, crop.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="../shared/data", help="folder holding vifb/ and tno/")
-    p.add_argument("--pairs", default="vifb:carLight,vifb:walking,tno:05",
+    p.add_argument("--pairs", default="vifb:walking@0.72/0.55/0.15,vifb:carShadow@0.45/0.28/0.15,tno:05@0.3/0.55/0.15",
                    help="comma list of SET:IMAGE[@CY/CX/SIZE] (zoom window as fractions, default the centre)")
     p.add_argument("--methods", default="tcmoa_tiny,tcmoa_tiny_v1,laplacian", help="fusers run here (specs)")
     p.add_argument("--published", default="IFCNN,SeAFusion", help="published methods read from the sets' folders")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.pairs.split(","):
         ref, _, zoom = item.partition("@")
         set_name, _, image = ref.partition(":")
-        box = tuple(float(x) for x in zoom.split("/")) if zoom else (0.5, 0.5, 0.25)
+        box = tuple(float(x) for x in zoom.split("/")) if zoom else (0.5, 0.5, 0.15)
         root = Path(args.data) / set_name
         vis = read_image(_find(root / "vis", image))
         ir = read_image(_find(root / "ir", image))
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         whole = [cv2.resize(x, (round(x.shape[1] * scale), args.height), interpolation=cv2.INTER_AREA)
                  for x in panels.values()]
         rows.append(side_by_side(whole, [f"{set_name}/{image}"] + list(panels)[1:], max_width=10**5))
-        rows.append(side_by_side([_zoom(x, box, 3) for x in panels.values()], [f"zoom x3 {k}" for k in panels],
+        zooms = [_zoom(x, box, args.height) for x in panels.values()]
+        rows.append(side_by_side(zooms, [f"zoom x{zooms[0].shape[0] * 100 // (box[2] * vis.shape[0]) / 100:g}"],
                                  max_width=10**5))
     sheet = contact_sheet(rows)
     if sheet.shape[1] > 2400:

@@ -3,7 +3,7 @@
     python benchmarks/eval_heldback.py --out runs/heldback
 
 The held-back pairs are those the training config leaves out (``HOLDOUT`` in ``configs/fusion/tcmoa_tiny_cpu.py``,
-plus m3fd's only pair); each is fused by ``average``, the untrained codec start (``codec_init``) and the shipped
+plus m3fd's only pair); each is fused by ``average``, the first release ``tcmoa_tiny_v1`` and the shipped
 ``tcmoa_tiny`` with the fuser's defaults, and scored with the ``tang`` profile (EN, SD, AG, Qabf, SF, MI, VIF,
 SSIM). Writes ``heldback.csv`` (per pair) and ``heldback.md`` (means per set and over all pairs).
 """
@@ -35,7 +35,7 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("TCMOA_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
     p.add_argument("--out", required=True)
-    p.add_argument("--methods", default="average,codec_init,tcmoa_tiny")
+    p.add_argument("--methods", default="average,tcmoa_tiny_v1,tcmoa_tiny")
     return p.parse_args(argv)
 
 
@@ -59,12 +59,7 @@ def _heldback(data: Path) -> dict[str, list]:
 def _fuser(method: str):
     from fusion.fusers.base import create_fuser
 
-    if method != "codec_init":
-        return create_fuser(method)
-    from fusion.models import create_model
-    from fusion.training.codec_init import codec_init
-
-    return create_fuser("tcmoa_tiny", device="cpu", model=codec_init(create_model("tcmoa_tiny")))
+    return create_fuser(method)
 
 
 def main(argv: list[str] | None = None) -> int:
