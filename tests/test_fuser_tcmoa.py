@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fusion.fusers.tcmoa as tcmoa_fusers
-from fusion.errors import CheckpointError, InputError
+from fusion.errors import CheckpointError, ConfigError, InputError
 from fusion.fusers import create_fuser, list_fusers
 from fusion.models import create_model, save_checkpoint
 
@@ -45,6 +45,17 @@ def test_tiny_without_shipped_weights(monkeypatch, tmp_path):
         create_fuser("tcmoa_tiny")
     with pytest.raises(CheckpointError, match="not found"):
         create_fuser("tcmoa_tiny:" + str(tmp_path / "other.pth"))
+
+
+def test_first_release_is_kept_as_its_own_fuser():
+    v1, current = create_fuser("tcmoa_tiny_v1"), create_fuser("tcmoa_tiny")
+    assert v1.settings()["checkpoint"].endswith("tcmoa_tiny_v1.safetensors")
+    # v1 was made without a frame margin, the current codec needs one
+    assert v1.model.config.frame_margin == 0 and current.model.config.frame_margin == 16
+    a, b = pair(48, 64)
+    assert not np.array_equal(v1.fuse(a, b, "vif"), current.fuse(a, b, "vif"))
+    with pytest.raises(ConfigError, match="fixed weights"):
+        create_fuser("tcmoa_tiny_v1:/some/file.safetensors")
 
 
 def test_tiny_uses_shipped_weights_when_present(monkeypatch, tiny_ckpt):

@@ -155,6 +155,12 @@ def test_frame_margin_pads_every_side_then_crops(tiny):
     assert small.shape == (1, 3, 10, 30) and bool(torch.isfinite(small).all())
     # the official strategy never pads a margin
     assert torch.equal(fuse_tensors(model, a, b, 0, compat="official"), fuse_tensors(tiny, a, b, 0, compat="official"))
+    # tiled frames: the margin is added to the frame before tiling (the same as padding by hand)
+    a, b = torch.rand(1, 3, 200, 260, generator=gen), torch.rand(1, 3, 200, 260, generator=gen)
+    tiled = fuse_tensors(model, a, b, 0, max_pixels=224 * 224, overlap=112)
+    pad = lambda x: F.pad(x, (16, 16, 16, 16), mode="reflect")  # noqa: E731
+    by_hand = fuse_tensors(tiny, pad(a), pad(b), 0, max_pixels=224 * 224, overlap=112)[..., 16:216, 16:276]
+    assert torch.allclose(tiled, by_hand, atol=1e-6)
 
 
 def test_default_small_image_equals_manual_padding(tiny):
