@@ -42,12 +42,29 @@ def _zoom(img: np.ndarray, box: tuple[float, float, float], height: int) -> np.n
     """The ``(cy, cx, size)`` window (centre as fractions of the height/width, size a fraction of the height, 4:3),
     enlarged with nearest neighbours to ``height`` rows so that single pixels and 8-pixel blocks stay visible."""
     h, w = img.shape[:2]
-    side = max(8, int(box[2] * h))
+    side = min(h, w * 3 // 4, max(8, int(box[2] * h)))
     y0 = int(np.clip(box[0] * h - side / 2, 0, h - side))
     x0 = int(np.clip(box[1] * w - side * 2 / 3, 0, w - side * 4 // 3))
     crop = img[y0 : y0 + side, x0 : x0 + side * 4 // 3]
     factor = max(1, round(height / crop.shape[0]))
     return cv2.resize(crop, (crop.shape[1] * factor, crop.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
+
+
+def _parse_pair(item: str) -> tuple[str, str, tuple[float, float, float]]:
+    """``SET:IMAGE[@CY/CX/SIZE]`` -> (set, image, zoom window); one-line errors for anything else."""
+    ref, _, zoom = item.partition("@")
+    set_name, _, image = ref.partition(":")
+    if not set_name or not image:
+        raise InputError(f"--pairs: {item!r} is not SET:IMAGE[@CY/CX/SIZE]")
+    if not zoom:
+        return set_name, image, (0.5, 0.5, 0.15)
+    try:
+        box = tuple(float(x) for x in zoom.split("/"))
+    except ValueError:
+        raise InputError(f"--pairs: zoom window {zoom!r} of {item!r} is not three numbers CY/CX/SIZE") from None
+    if len(box) != 3 or not (0 <= box[0] <= 1 and 0 <= box[1] <= 1 and 0 < box[2] <= 1):
+        raise InputError(f"--pairs: zoom window {zoom!r} of {item!r}: expected CY/CX in [0, 1] and SIZE in (0, 1]")
+    return set_name, image, box  # type: ignore[return-value]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     fusers = {m: FuserSpec.parse(m).build() for m in args.methods.split(",") if m}
     published = [m for m in args.published.split(",") if m]
     rows = []
+    if args.height < 16:
+        raise InputError(f"--height {args.height}: expected at least 16 pixels")
     for item in args.pairs.split(","):
-        ref, _, zoom = item.partition("@")
-        set_name, _, image = ref.partition(":")
-        box = tuple(float(x) for x in zoom.split("/")) if zoom else (0.5, 0.5, 0.15)
+        set_name, image, box = _parse_pair(item)
         root = Path(args.data) / set_name
         vis = read_image(_find(root / "vis", image))
         ir = read_image(_find(root / "ir", image))

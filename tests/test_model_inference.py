@@ -155,12 +155,22 @@ def test_frame_margin_pads_every_side_then_crops(tiny):
     assert small.shape == (1, 3, 10, 30) and bool(torch.isfinite(small).all())
     # the official strategy never pads a margin
     assert torch.equal(fuse_tensors(model, a, b, 0, compat="official"), fuse_tensors(tiny, a, b, 0, compat="official"))
-    # tiled frames: the margin is added to the frame before tiling (the same as padding by hand)
-    a, b = torch.rand(1, 3, 200, 260, generator=gen), torch.rand(1, 3, 200, 260, generator=gen)
-    tiled = fuse_tensors(model, a, b, 0, max_pixels=224 * 224, overlap=112)
-    pad = lambda x: F.pad(x, (16, 16, 16, 16), mode="reflect")  # noqa: E731
-    by_hand = fuse_tensors(tiny, pad(a), pad(b), 0, max_pixels=224 * 224, overlap=112)[..., 16:216, 16:276]
-    assert torch.allclose(tiled, by_hand, atol=1e-6)
+    with pytest.raises(ConfigError, match="overlap above 2 x frame_margin"):
+        fuse_tensors(model, a, b, 0, max_pixels=112 * 112, overlap=32)
+
+
+def test_shipped_tiny_tiles_without_seams():
+    """The shipped tiny (frame_margin 16): tiles whose outer 16 pixels get no weight give the whole-frame result."""
+    from fusion.fusers import create_fuser
+
+    model = create_fuser("tcmoa_tiny").model
+    gen = torch.Generator().manual_seed(4)
+    smooth = F.interpolate(torch.rand(1, 4, 25, 33, generator=gen), size=(200, 260), mode="bilinear")
+    a, b = smooth[:, :3], smooth[:, 3:].expand(1, 3, 200, 260).contiguous()
+    whole = fuse_tensors(model, a, b, "vif")
+    for overlap in (112, 48):
+        tiled = fuse_tensors(model, a, b, "vif", max_pixels=224 * 224, overlap=overlap)
+        assert (tiled - whole).abs().max() < 1.0 / 255
 
 
 def test_default_small_image_equals_manual_padding(tiny):

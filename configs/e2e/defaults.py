@@ -4,7 +4,7 @@
 cfg = {
     "model": {
         "name": "tcmoa_tiny",  # TC-MoA variant to finetune
-        "checkpoint": None,  # TC-MoA checkpoint to start from (.pth / .safetensors)
+        "checkpoint": None,  # TC-MoA checkpoint to start from (.pth / .safetensors, or shipped weights by name)
         "init": "auto",  # auto: checkpoint, else shipped weights, else codec init | checkpoint | codec | random
         "overrides": {},  # TC-MoA config overrides (free-form), e.g. {"num_tasks": 4}
         "task": "vif",  # fusion task of the pairs (a = visible, b = infrared)

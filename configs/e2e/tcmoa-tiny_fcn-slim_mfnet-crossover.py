@@ -7,7 +7,7 @@
 _base_ = "tcmoa-tiny_fcn-slim_mfnet-synthetic.py"
 cfg = {
     # the README's table was measured from the first shipped weights (block-switching codec), kept for it
-    "model": {"checkpoint": "fusion/weights/tcmoa_tiny_v1.safetensors"},
+    "model": {"checkpoint": "tcmoa_tiny_v1"},
     "data": {"synthetic": {"n": 400, "thermal_crossover": 1.0}},
     "train": {"iters": 1200, "seg_warmup_iters": 200},
     "output_dir": "runs/e2e_crossover",

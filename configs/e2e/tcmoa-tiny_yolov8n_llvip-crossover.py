@@ -8,7 +8,7 @@
 _base_ = "tcmoa-tiny_fcn-slim_mfnet-synthetic.py"
 cfg = {
     # the README's table was measured from the first shipped weights (block-switching codec), kept for it
-    "model": {"checkpoint": "fusion/weights/tcmoa_tiny_v1.safetensors"},
+    "model": {"checkpoint": "tcmoa_tiny_v1"},
     "downstream": "detection",
     "detector": {"model": "yolov8n.yaml"},
     "data": {"root": None, "synthetic": {"n": 200, "height": 224, "width": 336, "seed": 0, "thermal_crossover": 0.75},

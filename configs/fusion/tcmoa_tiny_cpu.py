@@ -1,5 +1,6 @@
-"""The shipped ``fusion/weights/tcmoa_tiny.safetensors``: tcmoa_tiny from the analytic codec start, its mef and mff
-routers trained on the real samples in ../shared/data, on a CPU.
+"""Training recipe of ``tcmoa_tiny`` on a CPU: the analytic codec start, its mef and mff routers trained on the real
+samples in ../shared/data. The shipped ``fusion/weights/tcmoa_tiny.safetensors`` is the untrained start (training
+made the held-out rankings worse, see its model card); this recipe adapts the mef/mff routers to other data.
 
 No MAE exists at tiny width and a ViT trained from scratch on ~55 pairs in minutes only blurs, so the model starts
 from the analytic codec initialisation (``model.init="codec"``, fusion/training/codec_init.py): a frozen backbone

@@ -81,6 +81,11 @@ def _initial_fusion_model(name: str, checkpoint: Any, init: str, overrides: dict
 
     if init not in ("auto", "checkpoint", "codec", "random"):
         raise ConfigError(f"model.init={init!r}: expected auto, checkpoint, codec or random")
+    if isinstance(checkpoint, str):
+        from fusion.fusers.tcmoa import SHIPPED_WEIGHTS
+
+        # shipped weights by name (e.g. "tcmoa_tiny_v1"), wherever the package is installed
+        checkpoint = SHIPPED_WEIGHTS.get(checkpoint, checkpoint)
     if checkpoint is not None and init in ("auto", "checkpoint"):
         return create_model(name, checkpoint=checkpoint, **overrides), "checkpoint"
     if init == "checkpoint":

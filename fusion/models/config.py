@@ -72,9 +72,10 @@ class TCMoAConfig:
         fused_attn: use ``F.scaled_dot_product_attention`` with the relative-position bias as ``attn_mask``;
             False computes the softmax explicitly, in the official operation order.
         frame_margin: pixels reflect-padded on every side of a frame (or of the frame before tiling) by the
-            whole-frame inference (``compat="default"``) and cropped afterwards. 0 for the official models; the
-            codec-initialised small models use 16 (two tokens): their fusion convolutions smooth over two tokens,
-            and a zero-padded border would otherwise brighten the outermost 16 pixels.
+            whole-frame inference (``compat="default"``) and cropped afterwards (tiles: their outer ``frame_margin``
+            pixels get no blending weight). 0 by default; :func:`fusion.training.codec_init.codec_init` sets 16 (two
+            tokens): its fusion convolutions smooth over two tokens, and a zero-padded border would otherwise
+            brighten the outermost 16 pixels. Stored with the weights.
         mae_url: download location of the MAE initialisation for ``pretrained_backbone=True``.
         mae_sha256: expected SHA-256 (or a prefix of at least 8 hex digits) of that file; None skips the check.
     """
@@ -241,7 +242,6 @@ class TCMoASmallConfig(TCMoAConfig):
     num_heads: int = 6
     decoder_embed_dim: int = 256
     decoder_num_heads: int = 8
-    frame_margin: int = 16
     mae_url: str | None = None
 
 
@@ -254,7 +254,6 @@ class TCMoATinyConfig(TCMoAConfig):
     num_heads: int = 3
     decoder_embed_dim: int = 128
     decoder_num_heads: int = 4
-    frame_margin: int = 16
     mae_url: str | None = None
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusion.models.inference import DEFAULT_MAX_PIXELS, _pad_to
+from fusion.models.inference import DEFAULT_MAX_PIXELS, _pad_margin, _pad_to
 from fusion.models.layers import MMoE
 from fusion.models.tcmoa import TCMoA, normalize
 from fusion.utils.checks import check_image_pair
@@ -57,9 +57,10 @@ def module_names(model: TCMoA) -> list[str]:
 
 
 def _prepare(model: TCMoA, a: np.ndarray, b: np.ndarray,
-             max_pixels: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int], float]:
-    """The pair as the default fuser feeds it to the model: resized to fit ``max_pixels`` when needed, normalised and
-    reflect-padded to multiples of 112. Returns ``(xa, xb, (h, w) before padding, scale)``."""
+             max_pixels: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int], float, int]:
+    """The pair as the default fuser feeds it to the model: resized to fit ``max_pixels`` when needed, normalised,
+    ``frame_margin`` pixels reflected on every side and reflect-padded to multiples of 112. Returns ``(xa, xb, (h, w)
+    before padding, scale, margin)``; the image starts at row and column ``margin``."""
     check_image_pair(a, b, "explain")
     dev = next(model.parameters()).device
     ta = torch.from_numpy(np.array(a, dtype=np.float32)).to(dev).permute(2, 0, 1)[None] / 255
@@ -72,8 +73,10 @@ def _prepare(model: TCMoA, a: np.ndarray, b: np.ndarray,
         h, w = max(m, int(h * scale)), max(m, int(w * scale))
         ta = F.interpolate(ta, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         tb = F.interpolate(tb, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
-    return _pad_to(normalize(ta), hp, wp), _pad_to(normalize(tb), hp, wp), (h, w), scale
+    margin = model.config.frame_margin
+    xa, xb = _pad_margin(normalize(ta), margin), _pad_margin(normalize(tb), margin)
+    hp, wp = math.ceil((h + 2 * margin) / m) * m, math.ceil((w + 2 * margin) / m) * m
+    return _pad_to(xa, hp, wp), _pad_to(xb, hp, wp), (h, w), scale, margin
 
 
 @torch.no_grad()
@@ -90,7 +93,7 @@ def prompt_maps(model: TCMoA, a: np.ndarray, b: np.ndarray, task: str | int = "v
     was_training = model.training
     model.eval()
     try:
-        xa, xb, (h, w), scale = _prepare(model, a, b, max_pixels)
+        xa, xb, (h, w), scale, margin = _prepare(model, a, b, max_pixels)
         fused, aux = model(xa, xb, task, return_aux=True, pos_embed="aspect")
     finally:
         model.train(was_training)
@@ -99,12 +102,13 @@ def prompt_maps(model: TCMoA, a: np.ndarray, b: np.ndarray, task: str | int = "v
     toks_b = torch.cat([aux["prompts_enc_b"], aux["prompts_dec_b"]])[:, 0, :, 0].reshape(-1, gh, gw)
 
     def to_image(t: torch.Tensor) -> np.ndarray:
-        up = F.interpolate(t[:, None].float(), size=tuple(xa.shape[-2:]), mode="nearest")[:, 0, :h, :w]
+        up = F.interpolate(t[:, None].float(), size=tuple(xa.shape[-2:]), mode="nearest")[:, 0]
+        up = up[:, margin : margin + h, margin : margin + w]
         if scale != 1.0:
             up = F.interpolate(up[:, None], size=a.shape[:2], mode="nearest")[:, 0]
         return up.cpu().numpy().astype(np.float32)
 
-    out = fused[0, :, :h, :w]
+    out = fused[0, :, margin : margin + h, margin : margin + w]
     if scale != 1.0:
         out = F.interpolate(out[None], size=a.shape[:2], mode="bilinear", align_corners=False)[0]
     fused8 = np.clip(np.rint(out.permute(1, 2, 0).cpu().numpy() * 255), 0, 255).astype(np.uint8)
@@ -135,7 +139,7 @@ def expert_usage(model: TCMoA, pairs: Iterable[tuple[np.ndarray, np.ndarray]], t
         mix.record_gates = True
     try:
         for a, b in pairs:
-            xa, xb, _, _ = _prepare(model, a, b, max_pixels)
+            xa, xb, _, _, _ = _prepare(model, a, b, max_pixels)
             for j, t in enumerate(task_ids):
                 model(xa, xb, t, pos_embed="aspect")
                 for i, mix in enumerate(mixtures):

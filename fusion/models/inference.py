@@ -80,12 +80,15 @@ def overlap_tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
-def _feather(length: int, start: int, total: int, ramp: int, device: torch.device) -> torch.Tensor:
-    """1-D blending weight of a tile: linear ramps over ``ramp`` pixels on sides that border another tile."""
+def _feather(length: int, start: int, total: int, ramp: int, device: torch.device, guard: int = 0) -> torch.Tensor:
+    """1-D blending weight of a tile: linear ramps over ``ramp`` pixels on sides that border another tile; the first
+    ``guard`` pixels of such a side get weight 0 and the ramp runs over the rest (``guard < ramp / 2``)."""
     w = torch.ones(length, device=device)
     if ramp <= 0:
         return w
-    r = torch.arange(1, ramp + 1, device=device, dtype=torch.float32) / (ramp + 1)
+    inner = ramp - guard
+    r = torch.cat([torch.zeros(guard, device=device),
+                   torch.arange(1, inner + 1, device=device, dtype=torch.float32) / (inner + 1)])
     if start > 0:
         w[:ramp] = torch.minimum(w[:ramp], r)
     if start + length < total:
@@ -238,13 +241,18 @@ def _fuse_official(runner: _Runner, xa: torch.Tensor, xb: torch.Tensor, tile: in
 
 def _fuse_default(model: TCMoA, task: int, amp: torch.dtype | None, progress: bool, xa: torch.Tensor,
                   xb: torch.Tensor, tile: int, overlap: int, m: int, batch_size: int,
-                  max_pixels: int, margin: int | None = None) -> torch.Tensor:
+                  max_pixels: int, margin: int | None = None, guard: int = 0) -> torch.Tensor:
     n, _, h0, w0 = xa.shape
     margin = model.config.frame_margin if margin is None else margin
     if margin:
-        # the frame's border gets the context the network's token convolutions need (cropped below)
+        # the frame's border gets the context the network's token convolutions need (cropped below); inside tiled
+        # frames the outer `margin` pixels of every tile get no weight, so that the overlapping tile decides them
+        if 2 * margin >= overlap and (math.ceil((h0 + 2 * margin) / m) * m * math.ceil((w0 + 2 * margin) / m) * m
+                                      > max_pixels):
+            raise ConfigError(f"overlap={overlap}: tiling a {model.config.name} frame needs an overlap above "
+                              f"2 x frame_margin = {2 * margin}")
         out = _fuse_default(model, task, amp, progress, _pad_margin(xa, margin), _pad_margin(xb, margin), tile,
-                            overlap, m, batch_size, max_pixels, margin=0)
+                            overlap, m, batch_size, max_pixels, margin=0, guard=margin)
         return out[:, :, margin : margin + h0, margin : margin + w0].contiguous()
     h, w = h0, w0
     hf, wf = math.ceil(h / m) * m, math.ceil(w / m) * m
@@ -256,6 +264,11 @@ def _fuse_default(model: TCMoA, task: int, amp: torch.dtype | None, progress: bo
         return fused[:, :, :h, :w].contiguous()
     runner = _Runner(model, task, max(1, min(batch_size, max_pixels // (tile * tile))), amp, progress)
     hp, wp = max(h, tile), max(w, tile)
+    if guard:
+        # every tile on the frame's token grid (8 px): the codec's blocks then match the whole-frame ones
+        unit = model.config.patch_size // model.config.upsample
+        hp, wp = math.ceil(hp / unit) * unit, math.ceil(wp / unit) * unit
+        overlap = math.ceil(overlap / unit) * unit
     pa, pb = _pad_to(xa, hp, wp), _pad_to(xb, hp, wp)
     ys, xs = overlap_tile_starts(hp, tile, overlap), overlap_tile_starts(wp, tile, overlap)
     jobs = [(i, y, x) for i in range(n) for y in ys for x in xs]
@@ -267,7 +280,8 @@ def _fuse_default(model: TCMoA, task: int, amp: torch.dtype | None, progress: bo
         outs = runner.run([pa[i, :, y : y + tile, x : x + tile] for i, y, x in chunk],
                           [pb[i, :, y : y + tile, x : x + tile] for i, y, x in chunk])
         for (i, y, x), out in zip(chunk, outs):
-            wt = _feather(tile, y, hp, overlap, xa.device)[:, None] * _feather(tile, x, wp, overlap, xa.device)[None]
+            wt = (_feather(tile, y, hp, overlap, xa.device, guard)[:, None]
+                  * _feather(tile, x, wp, overlap, xa.device, guard)[None])
             acc[i, :, y : y + tile, x : x + tile] += out * wt
             wsum[i, :, y : y + tile, x : x + tile] += wt
     return (acc / wsum)[:, :, :h, :w].clamp_(0.0, 1.0).contiguous()

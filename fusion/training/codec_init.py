@@ -22,13 +22,17 @@ classical two-scale fusion of its sources, which training with the official loss
 * module 2 (constant prompts 0.45 / 0.55) moves b's low-frequency luma and colour codes into stream a and adds the
   bilinear up-sampling of ``S(mix) - S(DC_a + DC_b)`` from the 3x3 neighbouring tokens: the base changes smoothly
   across token borders instead of switching per 8x8 block;
-* the adapters' reduction reads the blocks' DC codes and the constant (routers see brightness, not the constant);
-  vif is routed to experts 0-1, mef and mff to experts 2-3, so that training the latter leaves vif untouched;
-* the decoder embedding and pixel head map the codes back to pixels (decoder modules start as identities).
+* the adapters' reduction reads the blocks' DC codes (the routers' brightness features) and the constant (which
+  drives the gates): vif is routed to experts 0-1, mef and mff to experts 2-3, so that training the latter leaves
+  vif untouched;
+* decoder module 0 averages the two sources' colour for mef and mff (for vif the infrared adds none); the decoder
+  embedding and pixel head map the codes back to pixels.
 
 The result, per pixel, is ``U(S(mix)) + (a - U(S(a))) + (b - U(S(b)))`` in luma (``U`` the bilinear up-sampling of
 block means: a smooth prompted base plus both sources' details above it, b's high frequencies at 1.15x) and, in
-colour, a's chroma plus b's (a grey infrared adds none: the visible colour is kept); see :func:`reference_fusion`.
+colour, a's chroma plus b's for vif (a grey infrared adds none: the visible colour is kept) and their mean for mef
+and mff; see :func:`reference_fusion`. An infrared block takes the base over once ``d`` falls below about
+``-hot_margin - bias / hot_slope`` (-0.3).
 The fusion convolutions' 3x3 token neighbourhood is zero-padded at the frame border, so inference pads
 ``config.frame_margin`` (16) pixels on every side and training scores only the inside of each crop.
 
@@ -60,6 +64,9 @@ HIGH = _HIGH_LUMA  # 48 codes: the rest of luma
 HIGH_KEPT = [i for i in HIGH if i not in (62, 63)]  # 46: b's two highest luma frequencies are not transferred
 CHROMA = list(range(64, 96))
 CHROMA_KEPT = [i for i in CHROMA if i not in (79, 95)]  # 30: b's highest chroma frequency is not transferred
+
+DECODER_PROMPT_OFF = 1e-5
+"""The prompt of a decoder colour module that stays out of a task (sigmoid(-11.5))."""
 
 CODEC_GAINS = {"alpha": (0.5, 1.5, 0.5), "K": 3.0e3, "ref": 100.0, "route": 1.5, "slope": 2.0, "bias": 1.5,
                "hot_slope": 20.0, "hot_margin": 0.25, "g_high": 5.0, "s_a": 0.45, "g_low": 10.0,
@@ -204,11 +211,12 @@ def _set_conv(layer: nn.Module, rows: list[np.ndarray], conv2: np.ndarray, cols:
     if n > r or len(cols) != n:
         raise ConfigError(f"codec init: {n} channels do not fit a bottleneck of {r}")
     w1 = np.zeros((r, dim))
-    w1[:n] = np.stack(rows)
     w2 = np.zeros((r, r, 3, 3))
-    w2[:n, :n] = conv2
     w3 = np.zeros((dim, r))
-    w3[:, :n] = np.stack(cols, axis=1)
+    if n:
+        w1[:n] = np.stack(rows)
+        w2[:n, :n] = conv2
+        w3[:, :n] = np.stack(cols, axis=1)
     layer.conv1.weight.copy_(_t(w1, layer.conv1.weight))
     layer.conv2.weight.copy_(_t(w2, layer.conv2.weight))
     layer.conv3.weight.copy_(_t(w3, layer.conv3.weight))
@@ -222,15 +230,16 @@ def _centre(gains: list[float]) -> np.ndarray:
     return w
 
 
-def _constant_prompts(adapter: nn.Module, p_a: float, experts: range = range(4)) -> None:
-    """The given experts give the prompts ``p_a`` and ``1 - p_a`` whatever the token (output biases only)."""
+def _constant_prompts(adapter: nn.Module, p_a: float, experts: range = range(4), p_b: float | None = None) -> None:
+    """The given experts give the prompts ``p_a`` and ``p_b`` (default ``1 - p_a``) whatever the token (output biases
+    only)."""
     half = adapter.MoA.experts[0].fc2.bias.shape[0] // 2
-    logit = math.log(p_a / (1 - p_a))
+    p_b = 1 - p_a if p_b is None else p_b
     for e in experts:
         expert = adapter.MoA.experts[e]
         expert.fc2.weight.zero_()
-        bias = torch.full_like(expert.fc2.bias, -logit)
-        bias[:half] = logit
+        bias = torch.full_like(expert.fc2.bias, math.log(p_b / (1 - p_b)))
+        bias[:half] = math.log(p_a / (1 - p_a))
         expert.fc2.bias.copy_(bias)
 
 
@@ -273,7 +282,7 @@ def codec_init(model: nn.Module, seed: int = 0) -> nn.Module:
         for expert in adapter.MoA.experts:
             expert.fc2.weight.zero_()
             expert.fc2.bias.zero_()
-        # the reduction ignores the constant direction of both halves: routers see content only
+        # the reduction ignores the constant direction of both halves (_task_router then adds what the routers read)
         w = adapter.dimReduction.weight.detach().cpu().double().numpy()
         dim = const_dir.shape[0]
         proj = np.eye(dim) - np.outer(const_dir, const_dir)
@@ -319,9 +328,23 @@ def codec_init(model: nn.Module, seed: int = 0) -> nn.Module:
     model.Alpha_encoder.copy_(alphas)
     for adapter, fusion in zip(model.decoder_blocks_MoA, model.de_FusionLayer):
         reset_adapter(adapter, v_d)
-        cols = [e_d[:, i] for i in _LOW_LUMA]
-        _set_conv(fusion, cols, _centre([1.0] * len(cols)), cols)
+        _task_router(adapter, e_d[:, 0], v_d, vif_index=cfg.task_index("vif"))
+        _set_conv(fusion, [], np.zeros((0, 0, 3, 3)), [])
     model.Alpha_decoder.zero_()
+    if cfg.num_decoder_adapters:
+        # decoder module 0 (colour): stream a holds a's chroma plus b's. For vif (grey infrared) that is the visible
+        # colour and the module stays out (prompts ~0); for mef and mff (two colour shots) it subtracts half of
+        # stream a (p_a = 0.5, gain -1): the mean of both colours. It writes no constant, so that with alpha 0.5 the
+        # re-standardisation and the decoder LayerNorm turn 0.5 x + 0.5 f into x + f.
+        off = DECODER_PROMPT_OFF
+        dec0 = model.decoder_blocks_MoA[0]
+        _constant_prompts(dec0, off, range(0, 2), p_b=off)
+        _constant_prompts(dec0, 0.5, range(2, 4), p_b=off)
+        chroma = [e_d[:, i] for i in CHROMA]
+        _set_conv(model.de_FusionLayer[0], chroma, _centre([-1.0] * len(chroma)), chroma)
+        alphas = torch.zeros_like(model.Alpha_decoder)
+        alphas[0] = 0.5
+        model.Alpha_decoder.copy_(alphas)
 
     # final encoder norm: identity affine; the constant dominates, so the LayerNorm divides by ~ K / sqrt(C)
     model.norm.weight.fill_(1.0)
@@ -337,6 +360,8 @@ def codec_init(model: nn.Module, seed: int = 0) -> nn.Module:
     model.decoder_pred.weight.copy_(_t(head, model.decoder_pred.weight))
     model.decoder_pred.bias.copy_(_t(dec_const, model.decoder_pred.bias))
     zero_dead_weights(model)
+    # the fusion convolutions smooth over two tokens: inference must give the frame border that context
+    model.config = cfg.replace(frame_margin=16)
     return model
 
 
@@ -405,9 +430,9 @@ def _task_router(adapter: nn.Module, e_dc: np.ndarray, v: np.ndarray, vif_index:
 
 
 def _brighter_wins_experts(adapter: nn.Module) -> None:
-    """Experts 0-1 (vif) give ``p_a = sigmoid(slope * (mean_a - mean_b) + bias) = 1 - p_b``: the block with the
-    brighter mean luma wins, a soft maximum-intensity rule in which the visible image has a head start. Experts 2-3
-    (mef, mff) give ``p_a = p_b = 0.5``."""
+    """Experts 0-1 (vif) give ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin)) = 1 - p_b`` with ``d =
+    mean_a - mean_b``: the block with the brighter mean luma wins, the visible image with a head start, and an
+    infrared block warmer by more than about 0.3 takes over. Experts 2-3 (mef, mff) give ``p_a = p_b = 0.5``."""
     r = adapter.dimReduction.weight.shape[0]
     ref = CODEC_GAINS["ref"]
     s = r / (ref * math.sqrt(r - 1))  # y_0 - y_1 = s (DC_a - DC_b) = 8 s d
@@ -458,7 +483,8 @@ def reference_fusion(a: torch.Tensor, b: torch.Tensor, task: str = "mef") -> tor
     convolutions are): ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin))``, ``d = mean_a - mean_b``,
     for vif, 0.5 otherwise, ``p_b = 1 - p_a``;
     low luma ``a + b + U(S(p_a DC_a + p_b DC_b) - S(DC_a + DC_b)) / 8``, i.e. the prompted smooth base plus both
-    sources' detail above it; the other codes ``a + r b`` with ``r = gb / ga`` (:func:`_code_gains`).
+    sources' detail above it; the other codes ``a + r b`` with ``r = gb / ga`` (:func:`_code_gains`), the colour
+    codes then averaged with stream b's for mef and mff (decoder module 0).
     """
     g = CODEC_GAINS
     ca, cb = encode_patches(a), encode_patches(b)
@@ -476,6 +502,15 @@ def reference_fusion(a: torch.Tensor, b: torch.Tensor, task: str = "mef") -> tor
     ratio = torch.as_tensor(gb / ga, dtype=torch.float64).view(1, -1, 1, 1)
     out = ca + ratio * cb
     out[:, _LOW_LUMA] += torch.nn.functional.conv2d(field, up, padding=1) / 8.0
+    # decoder colour module: x - (p_a x + p_b t), stream t holding b where stream a holds its residual of a
+    a0, a1, a2 = g["alpha"]
+    res = (1 - a2) * (1 - a1) * (1 - a0)
+    col = torch.as_tensor(CHROMA)
+    ga_c = torch.as_tensor(ga[CHROMA], dtype=torch.float64).view(1, -1, 1, 1)
+    gb_c = torch.as_tensor(gb[CHROMA], dtype=torch.float64).view(1, -1, 1, 1)
+    t_c = (ga_c - res) / ga_c * ca[:, col] + (gb_c + res) / ga_c * cb[:, col]
+    p_a, p_b = (DECODER_PROMPT_OFF, DECODER_PROMPT_OFF) if task == "vif" else (0.5, DECODER_PROMPT_OFF)
+    out[:, col] = (1 - p_a) * out[:, col] - p_b * t_c
     return decode_patches(out).clamp(0, 1).float()
 
 
