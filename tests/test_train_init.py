@@ -173,3 +173,27 @@ def test_two_colour_sources_keep_their_colour(fast_tiny, task):
         vif = fast_tiny(normalize(img), normalize(img), task="vif")
     assert chroma(fused) == pytest.approx(chroma(img), rel=0.05)
     assert chroma(vif) > 1.6 * chroma(img)  # vif expects a grey infrared: colours add (clipped where saturated)
+
+
+def test_tiny_recipe_leaves_vif_bit_identical(shared_data, repo_root, tmp_path):
+    """configs/fusion/tcmoa_tiny_cpu.py trains the mef/mff routers only: vif output does not move."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TCMOA_SHARED_DATA": str(shared_data)}
+    proc = subprocess.run([sys.executable, str(repo_root / "pipelines" / "train_fusion.py"), "--config",
+                           str(repo_root / "configs" / "fusion" / "tcmoa_tiny_cpu.py"), "train.max_iters=3",
+                           "ema.enabled=False", "log.tensorboard=False", "log.samples_every_iters=0",
+                           f"output_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=600,
+                          check=False, env=env, cwd=repo_root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    start = fusion.create_model("tcmoa_tiny", checkpoint=str(repo_root / "fusion/weights/tcmoa_tiny.safetensors"))
+    trained = fusion.create_model("tcmoa_tiny", checkpoint=str(tmp_path / "run" / "model_final.safetensors"))
+    a, b = _pair(6)
+    with torch.no_grad():
+        same = torch.equal(start.eval()(normalize(a), normalize(b), task="vif"),
+                           trained.eval()(normalize(a), normalize(b), task="vif"))
+        moved = not torch.equal(start(normalize(a), normalize(b), task="mef"),
+                                trained(normalize(a), normalize(b), task="mef"))
+    assert same and moved
