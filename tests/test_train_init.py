@@ -78,12 +78,13 @@ def test_vif_base_prompts_follow_the_brighter_block_and_sum_to_one(fast_tiny):
             _, aux = codec_tiny(normalize(dark_a), normalize(b), task="vif", return_aux=True)
         pa, pb = aux["prompts_enc_a"][0], aux["prompts_enc_b"][0]
         assert torch.allclose(pa + pb, torch.ones_like(pa), atol=1e-5)
-        # p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin)), d the blocks' mean luma difference
+        # p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin) - dark_slope relu(dark_level - mean_a))
         mean_a = torch.nn.functional.avg_pool2d((dark_a * gray).sum(1, keepdim=True), 8).flatten()
         mean_b = torch.nn.functional.avg_pool2d((b * gray).sum(1, keepdim=True), 8).flatten()
         d = mean_a - mean_b
         g = CODEC_GAINS
-        expected = torch.sigmoid(g["slope"] * d + g["bias"] - g["hot_slope"] * torch.relu(-d - g["hot_margin"]))
+        expected = torch.sigmoid(g["slope"] * d + g["bias"] - g["hot_slope"] * torch.relu(-d - g["hot_margin"])
+                                 - g["dark_slope"] * torch.relu(g["dark_level"] - mean_a))
         assert torch.allclose(pa.flatten(), expected, atol=2e-3)
         shares.append(pb.mean().item())
     assert shares[1] > shares[0] + 0.1  # darker visible blocks hand the base to the infrared

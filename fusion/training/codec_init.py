@@ -13,8 +13,9 @@ classical two-scale fusion of its sources, which training with the official loss
 * position embeddings are zero and every backbone block is an identity (zero attention and MLP output
   projections), so tokens carry the codes unchanged;
 * encoder TC-MoA module 0 (the **base**): its vif router prompts ``p_a = sigmoid(slope d + bias - hot_slope
-  relu(-d - hot_margin))``, ``d`` the difference of the two blocks' mean luma (the brighter block wins, the visible
-  image with a head start, a clearly warmer infrared block outright; mef and mff: 0.5), and its fusion convolution
+  relu(-d - hot_margin) - dark_slope relu(dark_level - mean_a))``, ``d`` the difference of the two blocks' mean luma
+  (the brighter block wins, the visible image with a head start except where it is very dark, a clearly warmer
+  infrared block outright; mef and mff: 0.5), and its fusion convolution
   writes ``S(p_a DC_a + p_b DC_b)`` (the prompted block means, smoothed by a 3x3 binomial over tokens) into an
   auxiliary direction;
 * module 1 (the **details**, constant prompts 0.5) moves b's high-frequency luma codes into stream a (alpha 1.5 so
@@ -32,7 +33,7 @@ The result, per pixel, is ``U(S(mix)) + (a - U(S(a))) + (b - U(S(b)))`` in luma 
 block means: a smooth prompted base plus both sources' details above it, b's high frequencies at 1.15x) and, in
 colour, a's chroma plus b's for vif (a grey infrared adds none: the visible colour is kept) and their mean for mef
 and mff; see :func:`reference_fusion`. An infrared block takes the base over once ``d`` falls below about
-``-hot_margin - bias / hot_slope`` (-0.3).
+``-hot_margin - bias / hot_slope`` (-0.35).
 The fusion convolutions' 3x3 token neighbourhood is zero-padded at the frame border, so inference pads
 ``config.frame_margin`` (16) pixels on every side and training scores only the inside of each crop.
 
@@ -69,16 +70,17 @@ DECODER_PROMPT_OFF = 1e-5
 """The prompt of a decoder colour module that stays out of a task (sigmoid(-11.5))."""
 
 CODEC_GAINS = {"alpha": (0.5, 1.5, 0.5), "K": 3.0e3, "ref": 100.0, "route": 1.5, "slope": 2.0, "bias": 1.5,
-               "hot_slope": 20.0, "hot_margin": 0.25, "g_high": 5.0, "s_a": 0.45, "g_low": 10.0,
-               "g_chroma": 10.0}
+               "hot_slope": 20.0, "hot_margin": 0.27, "dark_slope": 50.0, "dark_level": 0.11, "g_high": 5.0,
+               "s_a": 0.45, "g_low": 10.0, "g_chroma": 10.0}
 """``alpha`` of the three encoder modules (module 1's 1.5 lets b's detail codes outweigh a's: ratio
 ``alpha g_high / (alpha g_high - 2 (alpha - 1))`` = 1.15); ``K``, the amplitude of the constant direction (encoder and
 decoder), trades the LayerNorms' linearity (error ~ (|codes| / K)^2 / 2, < 1e-4 here) against float32 resolution of
 the codes next to the constant (~ 1e-4 of a code unit); ``ref`` is the size of the constant that keeps the
 adapter's second LayerNorm linear, ``route`` the router weight that sends vif to experts 0-1 and the other tasks to
-experts 2-3. The base prompt of vif is ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin))`` with
-``d = mean_a - mean_b`` on 8x8-block mean luma in [0, 1]: the brighter block wins, the visible image with a head
-start, and an infrared block brighter by more than ``hot_margin`` (a warm target) wins outright. Module 1 transfers
+experts 2-3. The base prompt of vif is ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin) -
+dark_slope relu(dark_level - mean_a))`` with ``d = mean_a - mean_b`` on 8x8-block mean luma in [0, 1]: the brighter
+block wins, the visible image with a head start that it loses in very dark blocks (night), and an infrared block
+brighter by more than ``hot_margin`` (a warm target) wins outright. Module 1 transfers
 the detail codes (prompts 0.5, gain ``g_high``), module 2 the low-frequency and colour codes with prompts ``s_a``
 and gains ``g_low``/``g_chroma`` (``g_low * (1 - 2 s_a) = 1 / alpha_2 - 1`` counts b's low frequencies as much as
 a's)."""
@@ -430,9 +432,10 @@ def _task_router(adapter: nn.Module, e_dc: np.ndarray, v: np.ndarray, vif_index:
 
 
 def _brighter_wins_experts(adapter: nn.Module) -> None:
-    """Experts 0-1 (vif) give ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin)) = 1 - p_b`` with ``d =
-    mean_a - mean_b``: the block with the brighter mean luma wins, the visible image with a head start, and an
-    infrared block warmer by more than about 0.3 takes over. Experts 2-3 (mef, mff) give ``p_a = p_b = 0.5``."""
+    """Experts 0-1 (vif) give ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin) - dark_slope
+    relu(dark_level - mean_a)) = 1 - p_b`` with ``d = mean_a - mean_b``: the block with the brighter mean luma wins,
+    the visible image with a head start that very dark visible blocks lose, and an infrared block warmer by more than
+    about 0.35 takes over. Experts 2-3 (mef, mff) give ``p_a = p_b = 0.5``."""
     r = adapter.dimReduction.weight.shape[0]
     ref = CODEC_GAINS["ref"]
     s = r / (ref * math.sqrt(r - 1))  # y_0 - y_1 = s (DC_a - DC_b) = 8 s d
@@ -445,13 +448,18 @@ def _brighter_wins_experts(adapter: nn.Module) -> None:
         w1[0, 0], w1[0, 1] = 1.0, -1.0  # relu(y0 - y1)
         w1[1, 0], w1[1, 1] = -1.0, 1.0  # relu(y1 - y0)
         w1[2, 0], w1[2, 1] = -1.0, 1.0  # relu(y1 - y0 - 8 s hot_margin): infrared brighter by more than the margin
+        # relu(8 s dark_level - s DC_a): the second LayerNorm leaves y0 = s DC_a - s (DC_a + DC_b) / r - 1 / sqrt(r - 1)
+        # (the constant dominates its mean and spread), so s DC_a = ((r - 1) y0 + y1 + r / sqrt(r - 1)) / (r - 2)
+        w1[3, 0], w1[3, 1] = -(r - 1) / (r - 2), -1.0 / (r - 2)
         expert.fc1.weight.copy_(w1)
         b1 = torch.zeros_like(expert.fc1.bias)
         b1[2] = -8.0 * s * CODEC_GAINS["hot_margin"]
+        b1[3] = 8.0 * s * CODEC_GAINS["dark_level"] - r / (r - 2) / math.sqrt(r - 1)
         expert.fc1.bias.copy_(b1)
+        kappa_dark = CODEC_GAINS["dark_slope"] / (8.0 * s)
         w2 = torch.zeros_like(expert.fc2.weight)
-        w2[:half, 0], w2[:half, 1], w2[:half, 2] = kappa, -kappa, -kappa_hot
-        w2[half:, 0], w2[half:, 1], w2[half:, 2] = -kappa, kappa, kappa_hot
+        w2[:half, 0], w2[:half, 1], w2[:half, 2], w2[:half, 3] = kappa, -kappa, -kappa_hot, -kappa_dark
+        w2[half:, 0], w2[half:, 1], w2[half:, 2], w2[half:, 3] = -kappa, kappa, kappa_hot, kappa_dark
         expert.fc2.weight.copy_(w2)
         b2 = torch.full_like(expert.fc2.bias, -bias)
         b2[:half] = bias
@@ -480,8 +488,8 @@ def reference_fusion(a: torch.Tensor, b: torch.Tensor, task: str = "mef") -> tor
 
     Per 8x8 block (codes from :func:`encode_patches`; ``S`` the 3x3 binomial over blocks and ``U`` the bilinear
     up-sampling of a block field into the low luma codes, both zero-padded at the frame border as the network's
-    convolutions are): ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin))``, ``d = mean_a - mean_b``,
-    for vif, 0.5 otherwise, ``p_b = 1 - p_a``;
+    convolutions are): ``p_a = sigmoid(slope d + bias - hot_slope relu(-d - hot_margin) - dark_slope relu(dark_level
+    - mean_a))``, ``d = mean_a - mean_b``, for vif, 0.5 otherwise, ``p_b = 1 - p_a``;
     low luma ``a + b + U(S(p_a DC_a + p_b DC_b) - S(DC_a + DC_b)) / 8``, i.e. the prompted smooth base plus both
     sources' detail above it; the other codes ``a + r b`` with ``r = gb / ga`` (:func:`_code_gains`), the colour
     codes then averaged with stream b's for mef and mff (decoder module 0).
@@ -491,7 +499,8 @@ def reference_fusion(a: torch.Tensor, b: torch.Tensor, task: str = "mef") -> tor
     dc_a, dc_b = ca[:, :1], cb[:, :1]
     if task == "vif":
         d = (dc_a - dc_b) / 8.0
-        pa = torch.sigmoid(g["slope"] * d + g["bias"] - g["hot_slope"] * torch.relu(-d - g["hot_margin"]))
+        pa = torch.sigmoid(g["slope"] * d + g["bias"] - g["hot_slope"] * torch.relu(-d - g["hot_margin"])
+                           - g["dark_slope"] * torch.relu(g["dark_level"] - dc_a / 8.0))
     else:
         pa = torch.full_like(dc_a, 0.5)
     smooth = torch.as_tensor(_binomial(), dtype=torch.float64).view(1, 1, 3, 3)
