@@ -28,7 +28,9 @@ def test_chroma_hand_values_and_luma():
     cb, cr = -0.168736 * 255, 0.5 * 255
     assert chroma(red).item() == pytest.approx(np.hypot(cb, cr))
     grey = torch.full((2, 3, 4, 4), 90.0)
-    assert torch.allclose(chroma(grey), torch.zeros(2, dtype=torch.float64), atol=1e-9)
+    assert chroma(grey).tolist() == [0.0, 0.0]  # exactly: a grey RGB image makes Chroma_kept NaN, not 1e13
+    for value in (37.0, 101.0, 203.0, 255.0):  # grey levels whose Cb/Cr rounding is not exactly 0
+        assert chroma(torch.full((1, 3, 5, 5), value)).item() == 0.0
     assert chroma(grey[:, :1]).tolist() == [0.0, 0.0]
     assert luma(red)[0, 0, 0].item() == pytest.approx(0.299 * 255)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):

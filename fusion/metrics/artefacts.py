@@ -64,4 +64,6 @@ def chroma(x: torch.Tensor) -> torch.Tensor:
     r, g, b = x.double().unbind(1)
     cb = -0.168736 * r - 0.331264 * g + 0.5 * b
     cr = 0.5 * r - 0.418688 * g - 0.081312 * b
-    return torch.sqrt(cb * cb + cr * cr).mean(dim=(1, 2))
+    c = torch.sqrt(cb * cb + cr * cr).mean(dim=(1, 2))
+    # the coefficients of each row sum to 0 only up to float64 rounding: a grey RGB image must score exactly 0
+    return torch.where(c < 1e-9, torch.zeros_like(c), c)
