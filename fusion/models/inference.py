@@ -208,8 +208,13 @@ def fuse_tensors(model: TCMoA, a: torch.Tensor, b: torch.Tensor, task: str | int
             if compat == "official":
                 out = _fuse_official(_Runner(model, task_idx, batch_size, amp, progress), xa, xb, tile, m)
             else:
-                out = _fuse_default(model, task_idx, amp, progress, xa, xb, tile, overlap, m, batch_size,
-                                    max_pixels)
+                # models with a frame margin get that context on every side (cropped again below)
+                margin = model.config.frame_margin
+                h, w = xa.shape[-2:]
+                out = _fuse_default(model, task_idx, amp, progress, _pad_margin(xa, margin), _pad_margin(xb, margin),
+                                    tile, overlap, m, batch_size, max_pixels, guard=margin)
+                if margin:
+                    out = out[:, :, margin : margin + h, margin : margin + w].contiguous()
             if not bool(torch.isfinite(out).all()):
                 raise NumericalError(f"TC-MoA ({model.config.name}) produced NaN or infinity: its weights are broken "
                                      f"or {amp_dtype or 'float32'} overflowed; nothing is written")
@@ -241,20 +246,10 @@ def _fuse_official(runner: _Runner, xa: torch.Tensor, xb: torch.Tensor, tile: in
 
 def _fuse_default(model: TCMoA, task: int, amp: torch.dtype | None, progress: bool, xa: torch.Tensor,
                   xb: torch.Tensor, tile: int, overlap: int, m: int, batch_size: int,
-                  max_pixels: int, margin: int | None = None, guard: int = 0) -> torch.Tensor:
-    n, _, h0, w0 = xa.shape
-    margin = model.config.frame_margin if margin is None else margin
-    if margin:
-        # the frame's border gets the context the network's token convolutions need (cropped below); inside tiled
-        # frames the outer `margin` pixels of every tile get no weight, so that the overlapping tile decides them
-        if 2 * margin >= overlap and (math.ceil((h0 + 2 * margin) / m) * m * math.ceil((w0 + 2 * margin) / m) * m
-                                      > max_pixels):
-            raise ConfigError(f"overlap={overlap}: tiling a {model.config.name} frame needs an overlap above "
-                              f"2 x frame_margin = {2 * margin}")
-        out = _fuse_default(model, task, amp, progress, _pad_margin(xa, margin), _pad_margin(xb, margin), tile,
-                            overlap, m, batch_size, max_pixels, margin=0, guard=margin)
-        return out[:, :, margin : margin + h0, margin : margin + w0].contiguous()
-    h, w = h0, w0
+                  max_pixels: int, guard: int = 0) -> torch.Tensor:
+    """Whole frames or feathered tiles; the outer ``guard`` pixels of every tile side that borders another tile get
+    no weight (the overlapping tile decides them), and with a guard the tiles sit on the token grid."""
+    n, _, h, w = xa.shape
     hf, wf = math.ceil(h / m) * m, math.ceil(w / m) * m
     if hf * wf <= max_pixels:
         per_call = max(1, min(batch_size, max_pixels // (hf * wf)))
@@ -263,6 +258,9 @@ def _fuse_default(model: TCMoA, task: int, amp: torch.dtype | None, progress: bo
         fused = torch.stack(runner.run(list(pa.unbind(0)), list(pb.unbind(0))))
         return fused[:, :, :h, :w].contiguous()
     runner = _Runner(model, task, max(1, min(batch_size, max_pixels // (tile * tile))), amp, progress)
+    if 2 * guard >= overlap:
+        raise ConfigError(f"overlap={overlap}: tiling a {model.config.name} frame needs an overlap above "
+                          f"2 x frame_margin = {2 * guard}")
     hp, wp = max(h, tile), max(w, tile)
     if guard:
         # every tile on the frame's token grid (8 px): the codec's blocks then match the whole-frame ones
