@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from downstream.detection.datasets import load_detection_dataset
 from downstream.detection.labels import person_class
-from downstream.detection.salience import box_contrasts, kept_contrast, luma
+from downstream.detection.salience import box_contrasts, kept_contrast
+from fusion.data.color import split_luma_chroma
 from fusion.errors import DatasetError
 from fusion.fusers.spec import FuserSpec
 from fusion.utils.cli import run_cli
@@ -56,10 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             if ir.shape != vis.shape:
                 ir = np.asarray(Image.fromarray(ir).resize(vis.shape[1::-1], Image.BICUBIC))
             boxes = lab.scaled(vis.shape[1], vis.shape[0]).boxes[keep]
-            contrasts["ir"].append(box_contrasts(luma(ir), boxes))
-            contrasts["vis"].append(box_contrasts(luma(vis), boxes))
-            for name, fuser in fusers.items():
-                contrasts[name].append(box_contrasts(luma(fuser.fuse(vis, ir, "vif")), boxes))
+            for name, image in (("ir", ir), ("vis", vis), *((n, f.fuse(vis, ir, "vif")) for n, f in fusers.items())):
+                contrasts[name].append(box_contrasts(split_luma_chroma(image)[0].astype(np.float64), boxes))
         if not contrasts["ir"]:
             raise DatasetError(f"{root}: no labelled person")
         ref = np.concatenate(contrasts["ir"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from downstream.detection.salience import box_contrasts, kept_contrast, luma
+from downstream.detection.salience import box_contrasts, kept_contrast
 
 
 def test_box_contrast_values():
@@ -35,8 +35,3 @@ def test_kept_contrast():
     assert kept == pytest.approx(10.0 / 70.0) and share == pytest.approx(2 / 3)
     assert all(np.isnan(kept_contrast(np.zeros(2), np.zeros(2))))
 
-
-def test_luma_checks_its_input():
-    assert luma(np.full((2, 3, 3), 100, np.uint8)) == pytest.approx(np.full((2, 3), 100.0))
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        luma(np.zeros((4, 4)))

@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_contrasts", "kept_contrast", "luma"]
-
-_LUMA = np.array([0.299, 0.587, 0.114])
-
-
-def luma(image: np.ndarray) -> np.ndarray:
-    """BT.601 luma ``(H, W)`` float64 of an RGB ``(H, W, 3)`` image."""
-    if image.ndim != 3 or image.shape[2] < 3:
-        raise ValueError(f"luma: expected an RGB image of shape (H, W, 3), got {image.shape}")
-    return np.asarray(image, dtype=np.float64)[..., :3] @ _LUMA
+__all__ = ["box_contrasts", "kept_contrast"]
 
 
 def box_contrasts(luma: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """``(N,)`` contrast ``mean(box) - mean(ring)`` of ``luma`` ``(H, W)`` for ``boxes`` ``(N, 4)`` x1, y1, x2, y2.
+    """``(N,)`` contrast ``mean(box) - mean(ring)`` of ``luma`` ``(H, W)`` (e.g. the Y plane of
+    :func:`fusion.data.color.split_luma_chroma`) for ``boxes`` ``(N, 4)`` x1, y1, x2, y2.
 
     The ring is the box grown by half its width/height on each side, clipped to the image, minus the box. A box
     with no pixel inside the image or an empty ring gives NaN.
