@@ -59,7 +59,6 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 N_CODES = 96
 _LOW_LUMA = [u * 8 + v for u in range(4) for v in range(4)]
 _HIGH_LUMA = [i for i in range(64) if i not in _LOW_LUMA]
-LOW = _LOW_LUMA + list(range(64, 96))  # 48 codes: luma 4x4 low block, both chroma blocks
 HIGH = _HIGH_LUMA  # 48 codes: the rest of luma
 
 HIGH_KEPT = [i for i in HIGH if i not in (62, 63)]  # 46: b's two highest luma frequencies are not transferred
@@ -280,26 +279,17 @@ def codec_init(model: nn.Module, seed: int = 0) -> nn.Module:
             lin.weight.zero_()
             lin.bias.zero_()
 
-    def reset_adapter(adapter: nn.Module, const_dir: np.ndarray) -> None:
-        for expert in adapter.MoA.experts:
-            expert.fc2.weight.zero_()
-            expert.fc2.bias.zero_()
-        # the reduction ignores the constant direction of both halves (_task_router then adds what the routers read)
-        w = adapter.dimReduction.weight.detach().cpu().double().numpy()
-        dim = const_dir.shape[0]
-        proj = np.eye(dim) - np.outer(const_dir, const_dir)
-        w[:, :dim] = w[:, :dim] @ proj
-        w[:, dim:] = w[:, dim:] @ proj
-        adapter.dimReduction.weight.copy_(_t(w, adapter.dimReduction.weight))
-        adapter.modal_shifts.zero_()
-
-    for adapter in model.blocks_MoA:
-        reset_adapter(adapter, v)
+    vif = cfg.task_index("vif")
+    for adapters, e_dc, const in ((model.blocks_MoA, e[:, 0], v), (model.decoder_blocks_MoA, e_d[:, 0], v_d)):
+        for adapter in adapters:  # experts at 0 (prompts 0.5), routed by task; the modules below set their own
+            for expert in adapter.MoA.experts:
+                expert.fc2.weight.zero_()
+                expert.fc2.bias.zero_()
+            adapter.modal_shifts.zero_()
+            _task_router(adapter, e_dc, const, vif_index=vif)
     smooth = _binomial()
     # module 0: the prompted base. w0 <- S(p_a DC_a + p_b DC_b), the block-mean luma mixed by the prompts and
     # smoothed over 3x3 tokens; v carried through so that the constant stays K
-    for adapter in model.blocks_MoA:
-        _task_router(adapter, e[:, 0], v, vif_index=cfg.task_index("vif"))
     _brighter_wins_experts(model.blocks_MoA[0])
     conv = _centre([0.0, 1.0])
     conv[0, 0] = smooth
@@ -328,9 +318,7 @@ def codec_init(model: nn.Module, seed: int = 0) -> nn.Module:
     alphas = torch.zeros_like(model.Alpha_encoder)
     alphas[:3] = torch.tensor(g["alpha"])
     model.Alpha_encoder.copy_(alphas)
-    for adapter, fusion in zip(model.decoder_blocks_MoA, model.de_FusionLayer):
-        reset_adapter(adapter, v_d)
-        _task_router(adapter, e_d[:, 0], v_d, vif_index=cfg.task_index("vif"))
+    for fusion in model.de_FusionLayer:
         _set_conv(fusion, [], np.zeros((0, 0, 3, 3)), [])
     model.Alpha_decoder.zero_()
     if cfg.num_decoder_adapters:
