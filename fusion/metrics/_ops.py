@@ -12,8 +12,10 @@ say), so the helpers here follow MATLAB's definitions closely:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -25,6 +27,7 @@ __all__ = [
     "rgb2gray",
     "conv2",
     "filter2",
+    "filter2_valid_np",
     "imfilter_replicate",
     "gradient",
     "fspecial_gaussian",
@@ -37,6 +40,8 @@ __all__ = [
     "block_reduce",
     "flat",
     "sqrt",
+    "use_compiled",
+    "torch_reference",
 ]
 
 RGB2GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
@@ -45,6 +50,26 @@ RGB2GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 # Above this many non-zero taps conv2 switches from MATLAB-ordered shifted sums to torch's conv2d. Only the small
 # integer kernels (Sobel, 3x3) feed equality tests whose outcome depends on the summation order.
 _EXACT_TAPS = 25
+
+
+_COMPILED = [True]
+
+
+def use_compiled(x: torch.Tensor) -> bool:
+    """Whether a metric on ``x`` runs its compiled CPU kernels (:mod:`fusion.metrics._kernels`): CPU tensors, unless
+    inside :func:`torch_reference`. Other devices run the torch formulation."""
+    return x.device.type == "cpu" and _COMPILED[0]
+
+
+@contextlib.contextmanager
+def torch_reference() -> Iterator[None]:
+    """Run the metrics' torch formulation on CPU too (the reference the compiled kernels are tested against)."""
+    old = _COMPILED[0]
+    _COMPILED[0] = False
+    try:
+        yield
+    finally:
+        _COMPILED[0] = old
 
 
 def sqrt(x: torch.Tensor) -> torch.Tensor:
@@ -122,14 +147,8 @@ def conv2(x: torch.Tensor, k: np.ndarray | torch.Tensor, mode: str = "same") -> 
         flipped = kk[::-1, ::-1].copy()
         sep = _separable_cached(flipped.tobytes(), flipped.shape)
         if sep is not None and x.device.type == "cpu" and kh % 2 and kw % 2:
-            # OpenCV's separable filter (float64, SIMD) is about 2x scipy's and many times torch's float64 conv2d on
-            # CPU; only the interior, where the border rule plays no part, is kept.
-            import cv2
-
-            col, row = sep
             arr = xp[:, 0].detach().contiguous().numpy()
-            out = np.stack([cv2.sepFilter2D(img, cv2.CV_64F, row, col, borderType=cv2.BORDER_CONSTANT) for img in arr])
-            out = out[:, kh // 2 : arr.shape[1] - kh // 2, kw // 2 : arr.shape[2] - kw // 2]
+            out = np.stack([_sep_valid(img, sep) for img in arr])
             return torch.from_numpy(np.ascontiguousarray(out[:, :ho, :wo]))
         if sep is not None:
             col, row = sep
@@ -165,6 +184,33 @@ def _separable(k: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if not np.allclose(np.outer(col, row), k, rtol=1e-12, atol=1e-15 * np.abs(k).max()):
         return None
     return col, row
+
+
+def _sep_valid(img: np.ndarray, sep: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Correlation of a ``(H, W)`` float64 image with ``outer(col, row)`` (odd sizes), 'valid' part only (a view).
+
+    OpenCV's separable filter (float64, SIMD, releases the GIL) is about 2x scipy's and many times torch's float64
+    conv2d on CPU; only the interior, where the border rule plays no part, is kept.
+    """
+    import cv2
+
+    col, row = sep
+    kh, kw = len(col), len(row)
+    out = cv2.sepFilter2D(img, cv2.CV_64F, row, col, borderType=cv2.BORDER_CONSTANT)
+    return out[kh // 2 : img.shape[0] - kh // 2, kw // 2 : img.shape[1] - kw // 2]
+
+
+def filter2_valid_np(k: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """MATLAB ``filter2(k, x, 'valid')`` of one ``(H, W)`` float64 numpy image, for odd separable ``k`` (the same
+    arithmetic as :func:`filter2` on CPU tensors). Returns a view into the filtered image."""
+    kk = np.ascontiguousarray(k, dtype=np.float64)
+    sep = _separable_cached(kk.tobytes(), kk.shape)
+    if sep is None or not (kk.shape[0] % 2 and kk.shape[1] % 2):
+        return filter2(kk, torch.from_numpy(np.ascontiguousarray(x))[None], "valid")[0].numpy()
+    if x.shape[0] < kk.shape[0] or x.shape[1] < kk.shape[1]:
+        raise ValueError(f"filter2 'valid': image {x.shape[0]}x{x.shape[1]} is smaller than the kernel "
+                         f"{kk.shape[0]}x{kk.shape[1]}")
+    return _sep_valid(np.ascontiguousarray(x, dtype=np.float64), sep)
 
 
 def filter2(k: np.ndarray | torch.Tensor, x: torch.Tensor, mode: str = "same") -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 
 from fusion.errors import InputError
 from fusion.metrics._ops import RGB2GRAY_WEIGHTS, opencv_gray, rgb2gray
-from fusion.metrics.registry import Profile, Sample, get_profile
+from fusion.metrics.registry import MetricDef, Profile, Sample, get_profile
 from fusion.utils.device import resolve_device
 
 __all__ = ["evaluate", "evaluate_batch", "prepare_sample", "FusionMetric"]
@@ -123,6 +123,15 @@ def _check_min_side(fused: Sequence[np.ndarray], profile: str, names: Sequence[s
                              f"({profile} needs at least {k} px per side for them; other metrics need {MIN_SIDE})")
 
 
+def _run_metric(d: MetricDef, sample: Sample, profile: str) -> list[float]:
+    try:
+        with torch.no_grad():
+            return d.fn(sample).detach().cpu().tolist()
+    except (ValueError, RuntimeError) as exc:
+        h, w = sample.fused.shape[-2:]
+        raise InputError(f"metric {d.name} ({profile}) failed on {h}x{w} images: {exc}") from None
+
+
 def evaluate_batch(
     fused: Sequence[np.ndarray],
     ir: Sequence[np.ndarray],
@@ -158,12 +167,8 @@ def evaluate_batch(
     with torch.no_grad():
         for idx in chunks:
             sample = prepare_sample([fused[i] for i in idx], [ir[i] for i in idx], [vis[i] for i in idx], prof, dev)
-            for d in defs:
-                try:
-                    vals = d.fn(sample).detach().cpu().tolist()
-                except (ValueError, RuntimeError) as exc:
-                    h, w = sample.fused.shape[-2:]
-                    raise InputError(f"metric {d.name} ({prof.name}) failed on {h}x{w} images: {exc}") from None
+            outs = [_run_metric(d, sample, prof.name) for d in defs]
+            for d, vals in zip(defs, outs, strict=True):
                 for i, v in zip(idx, vals, strict=True):
                     results[i][d.name] = float(v)
     return results

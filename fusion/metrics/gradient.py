@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusion.metrics._ops import conv2, sqrt
+from fusion.metrics._ops import conv2, sqrt, use_compiled
+from fusion.metrics._parallel import parallel_map
 
 __all__ = ["qabf", "nabf"]
 
@@ -53,6 +54,8 @@ def qabf(
     * :math:`Q^{AF} = \frac{T_g}{1 + e^{k_g (G^{AF} - D_g)}} \cdot \frac{T_a}{1 + e^{k_a (A^{AF} - D_a)}}`;
     * :math:`Q^{AB/F} = \sum (Q^{AF} g_A + Q^{BF} g_B) / \sum (g_A + g_B)`.
     """
+    if use_compiled(fused):
+        return _qabf_cpu(a, b, fused, (tg, kg, dg, ta, ka, da))
     ga, aa = _strength_orientation(a)
     gb, ab = _strength_orientation(b)
     gf, af = _strength_orientation(fused)
@@ -68,6 +71,34 @@ def qabf(
 
     num = (preservation(ga, aa) * ga + preservation(gb, ab) * gb).sum(dim=(1, 2))
     return num / (ga + gb).sum(dim=(1, 2))
+
+
+def _qabf_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, params: tuple[float, ...]) -> torch.Tensor:
+    """:func:`qabf` on CPU: compiled passes for the Sobel responses and the per-pixel arithmetic, numpy's vectorised
+    ``arctan``/``exp`` in between (the same operations, in the images' dtype; sums in float64)."""
+    from fusion.metrics._kernels import qabf_exponents, qabf_sums, sobel_strength
+
+    dt = np.float32 if fused.dtype == torch.float32 else np.float64
+    p = np.array([*params, math.pi / 2, 1.0], dtype=dt)
+
+    def strength(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        xp = np.pad(x.detach().numpy().astype(dt, copy=False), ((0, 0), (1, 1), (1, 1)))
+        g = np.empty(x.shape, dt)
+        t = np.empty(x.shape, dt)
+        sobel_strength(xp, g, t)
+        return g, np.arctan(t, out=t)
+
+    gf, af = strength(fused)
+
+    def source(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        g, ang = strength(x)
+        eg, ea = np.empty_like(g), np.empty_like(g)
+        qabf_exponents(g, ang, gf, af, p, eg, ea)
+        return g, np.exp(eg, out=eg), np.exp(ea, out=ea)
+
+    (ga, ega, eaa), (gb, egb, eab) = parallel_map(source, [a, b])
+    num, den = qabf_sums(ga, ega, eaa, gb, egb, eab, p)
+    return torch.from_numpy(num / den).to(fused.dtype)
 
 
 def _sobel_reflect(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +143,8 @@ def nabf(
     :math:`N^{AB/F} = \sum_{g_F > g_A, g_F > g_B} \left[(1 - Q^{AF}) w_A + (1 - Q^{BF}) w_B\right] / \sum (w_A + w_B)`.
     ``td`` is on the image's own scale (the reference code applies 2 to whatever scale it is given).
     """
+    if use_compiled(fused):
+        return _nabf_cpu(fused, a, b, (td, wt_min, lg, nrg, kg, sigmag, nra, ka, sigmaa))
     gva, gha = _sobel_reflect(a)
     gvb, ghb = _sobel_reflect(b)
     gvf, ghf = _sobel_reflect(fused)
@@ -139,3 +172,32 @@ def nabf(
     na = ((gf > ga) & (gf > gb)).to(ga.dtype)
     num = (na * ((1 - qaf) * wa + (1 - qbf) * wb)).sum(dim=(1, 2))
     return num / (wa + wb).sum(dim=(1, 2))
+
+
+def _nabf_cpu(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, params: tuple[float, ...]) -> torch.Tensor:
+    """:func:`nabf` on CPU: compiled passes for the Sobel responses and the per-pixel arithmetic, numpy's vectorised
+    ``arctan``/``exp``/``power`` in between (the same operations in float64)."""
+    from fusion.metrics._kernels import nabf_exponents, nabf_sums, sobel_reflect_strength
+
+    p = np.array(params, dtype=np.float64)
+    td, wt_min, lg = params[:3]
+
+    def strength(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        xp = np.pad(x.detach().numpy().astype(np.float64, copy=False), ((0, 0), (1, 1), (1, 1)), mode="reflect")
+        g = np.empty(x.shape)
+        t = np.empty(x.shape)
+        sobel_reflect_strength(xp, g, t)
+        return g, np.arctan(t, out=t)
+
+    gf, af = strength(fused)
+
+    def source(x: torch.Tensor) -> tuple[np.ndarray, ...]:
+        g, ang = strength(x)
+        eg, ea = np.empty_like(g), np.empty_like(g)
+        nabf_exponents(g, ang, gf, af, p, eg, ea)
+        wts = np.where(g >= td, np.power(g, lg), wt_min)
+        return g, wts, np.exp(eg, out=eg), np.exp(ea, out=ea)
+
+    sa, sb = parallel_map(source, [a, b])
+    num, den = nabf_sums(*sa, *sb, gf, p)
+    return torch.from_numpy(num / den)

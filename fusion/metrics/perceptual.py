@@ -7,65 +7,127 @@ import math
 import numpy as np
 import torch
 
-from fusion.metrics._ops import block_reduce, fft_filter, filter2, flat, freqspace, fspecial_gaussian, matlab_round
+from fusion.metrics._ops import (
+    block_reduce,
+    fft_filter,
+    filter2,
+    filter2_valid_np,
+    flat,
+    freqspace,
+    fspecial_gaussian,
+    matlab_round,
+    use_compiled,
+)
+from fusion.metrics._parallel import parallel_map
 
-__all__ = ["vif_pixel", "viff", "qcb", "qcv", "normalize1", "phase_congruency", "qp"]
+__all__ = ["vif_pixel", "vif_pixel_pair", "vif_pixel_sum", "viff", "qcb", "qcv", "normalize1", "phase_congruency", "qp"]
 
 
-def _vif_scales(ref: torch.Tensor, dist: torch.Tensor, sigma_nsq: float, saturate_uint8: bool):
-    """Yield ``(g, info_with_distortion, info_reference)`` maps for the 4 scales of the pixel-domain VIF.
+Array = torch.Tensor | np.ndarray
 
-    ``ref`` may hold ``k`` references per distorted image (``(k·B, H, W)`` against ``dist`` ``(B, H, W)``, the
-    references of one image ``B`` apart): the distorted image's own statistics are then computed once.
+
+def _vif_maps(mu1: torch.Tensor, mu2: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, s12: torch.Tensor,
+              sigma_nsq: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(g, info_with_distortion, info_reference)`` from local means and raw second moments.
+
+    ``s2`` is the distorted image's variance, already clamped at 0; ``s1``/``s12`` are filtered ``ref*ref`` and
+    ``ref*dist``. The masked assignments follow the reference code's order.
     """
     eps = 1e-10
-    k = ref.shape[0] // dist.shape[0]
+    s1 = (s1 - mu1 * mu1).clamp(min=0)
+    s12 = s12 - mu1 * mu2
+    g = s12 / (s1 + eps)
+    sv = s2 - g * s12
+    low1 = s1 < eps
+    g.masked_fill_(low1, 0.0)
+    sv = torch.where(low1, s2, sv)
+    s1.masked_fill_(low1, 0.0)
+    low2 = s2 < eps
+    g.masked_fill_(low2, 0.0)
+    sv.masked_fill_(low2, 0.0)
+    neg = g < 0
+    sv = torch.where(neg, s2, sv)
+    g.masked_fill_(neg, 0.0)
+    sv.masked_fill_(sv <= eps, eps)
+    return g, torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq)
+
+
+def _filter_valid(win: np.ndarray, xs: list[Array]) -> list[Array]:
+    """``filter2(win, x, 'valid')`` of each ``(B, H, W)`` batch; numpy batches are filtered image by image on the
+    metric threads (OpenCV releases the GIL)."""
+    if not isinstance(xs[0], np.ndarray):
+        return [filter2(win, x, "valid") for x in xs]
+    jobs = [(i, j) for i, x in enumerate(xs) for j in range(x.shape[0])]
+    out = parallel_map(lambda ij: filter2_valid_np(win, xs[ij[0]][ij[1]]), jobs)
+    res, k = [], 0
+    for x in xs:
+        part = out[k : k + x.shape[0]]
+        k += x.shape[0]
+        res.append(part[0][None] if len(part) == 1 else np.stack(part))
+    return res
+
+
+def _vif_stats(refs: list[Array], dist: Array, saturate_uint8: bool):
+    """Yield, for each of the 4 scales of the pixel-domain VIF, the local statistics ``(mus, mu2, rrs, dd, rds)``:
+    per reference in ``refs`` (each ``(B, H, W)``, like ``dist``) its local mean and filtered ``ref*ref`` and
+    ``ref*dist``, and the distorted image's local mean and filtered ``dist*dist`` (computed once for all references).
+
+    With compiled kernels (CPU) the maps are numpy float64, filtered by OpenCV on the metric threads; otherwise torch.
+    """
+    cpu = use_compiled(dist)
+    if cpu:
+        refs = [r.detach().contiguous().numpy() for r in refs]
+        dist = dist.detach().contiguous().numpy()
+    k = len(refs)
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
         win = fspecial_gaussian(n, n / 5.0)
         if scale > 1:
-            ref = filter2(win, ref, "valid")[:, ::2, ::2]
-            dist = filter2(win, dist, "valid")[:, ::2, ::2]
-        dk = dist.repeat(k, 1, 1) if k > 1 else dist
-        rr, dd, rd = ref * ref, dist * dist, ref * dk
+            low = _filter_valid(win, [*refs, dist])
+            low = [np.ascontiguousarray(x[:, ::2, ::2]) if cpu else x[:, ::2, ::2] for x in low]
+            refs, dist = low[:-1], low[-1]
+        prods = [dist * dist, *(r * r for r in refs), *(r * dist for r in refs)]
         if saturate_uint8 and scale == 1:
-            rr, dd, rd = rr.clamp(max=255), dd.clamp(max=255), rd.clamp(max=255)
-        mu1 = filter2(win, ref, "valid")
-        mu2 = filter2(win, dist, "valid")
-        s2 = filter2(win, dd, "valid") - mu2 * mu2
-        if k > 1:
-            mu2, s2 = mu2.repeat(k, 1, 1), s2.repeat(k, 1, 1)
-        s1 = filter2(win, rr, "valid") - mu1 * mu1
-        s12 = filter2(win, rd, "valid") - mu1 * mu2
-        # the reference's masked assignments, in its order (in place: fewer full-size temporaries)
-        s1 = s1.clamp_(min=0)
-        s2 = s2.clamp_(min=0)
-        g = s12 / (s1 + eps)
-        sv = s2 - g * s12
-        low1 = s1 < eps
-        g.masked_fill_(low1, 0.0)
-        sv = torch.where(low1, s2, sv)
-        s1.masked_fill_(low1, 0.0)
-        low2 = s2 < eps
-        g.masked_fill_(low2, 0.0)
-        sv.masked_fill_(low2, 0.0)
-        neg = g < 0
-        sv = torch.where(neg, s2, sv)
-        g.masked_fill_(neg, 0.0)
-        sv.masked_fill_(sv <= eps, eps)
-        yield g, torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq)
+            prods = [p.clip(max=255) for p in prods]
+        mu2, dd, *rest = _filter_valid(win, [dist, prods[0], *refs, *prods[1:]])
+        yield rest[:k], mu2, rest[k : 2 * k], dd, rest[2 * k :]
+
+
+def _vif_scales(refs: list[torch.Tensor], dist: torch.Tensor, sigma_nsq: float, saturate_uint8: bool):
+    """Per scale, one ``(g, info_with_distortion, info_reference)`` tuple of torch maps per reference (the torch
+    formulation: other devices, and the reference the compiled CPU kernels are tested against)."""
+    for mus, mu2, rrs, dd, rds in _vif_stats(refs, dist, saturate_uint8):
+        s2 = (dd - mu2 * mu2).clip(min=0)
+        yield [_vif_maps(m, mu2, r, s2, c, sigma_nsq) for m, r, c in zip(mus, rrs, rds, strict=True)]
+
+
+def _vif_ratio(refs: list[torch.Tensor], dist: torch.Tensor, sigma_nsq: float, saturate_uint8: bool) -> torch.Tensor:
+    """``(k, B)``: VIF of each reference against ``dist``."""
+    if not use_compiled(dist):
+        num = [0.0] * len(refs)
+        den = [0.0] * len(refs)
+        for maps in _vif_scales(refs, dist, sigma_nsq, saturate_uint8):
+            for i, (_, vid, vind) in enumerate(maps):
+                num[i] = num[i] + vid.sum(dim=(1, 2))
+                den[i] = den[i] + vind.sum(dim=(1, 2))
+        return torch.stack([n / d for n, d in zip(num, den, strict=True)])
+    from fusion.metrics._kernels import vif_sums
+
+    num = np.zeros((len(refs), dist.shape[0]))
+    den = np.zeros_like(num)
+    for mus, mu2, rrs, dd, rds in _vif_stats(refs, dist, saturate_uint8):
+        jobs = [(m, mu2, r, dd, c) for m, r, c in zip(mus, rrs, rds, strict=True)]
+        sums = parallel_map(lambda args: vif_sums(*args, sigma_nsq), jobs)
+        for i, (n, d) in enumerate(sums):
+            num[i] += n
+            den[i] += d
+    return torch.from_numpy(num / den)
 
 
 def vif_pixel_sum(a: torch.Tensor, b: torch.Tensor, dist: torch.Tensor, *, sigma_nsq: float = 2.0) -> torch.Tensor:
-    """``vif_pixel(a, dist) + vif_pixel(b, dist)`` with the distorted image's statistics computed once (equal to the
-    two calls up to float64 rounding)."""
-    num = torch.zeros(2 * a.shape[0], dtype=torch.float64, device=a.device)
-    den = torch.zeros_like(num)
-    for _, vid, vind in _vif_scales(torch.cat([a, b]), dist, sigma_nsq, False):
-        num = num + vid.sum(dim=(1, 2))
-        den = den + vind.sum(dim=(1, 2))
-    vif = num / den
-    return vif[: a.shape[0]] + vif[a.shape[0] :]
+    """``vif_pixel(a, dist) + vif_pixel(b, dist)`` with the distorted image's statistics computed once."""
+    vif = _vif_ratio([a, b], dist, sigma_nsq, False)
+    return vif[0] + vif[1]
 
 
 def vif_pixel(
@@ -85,12 +147,15 @@ def vif_pixel(
         saturate_uint8: reproduce the legacy MATLAB call on ``uint8`` images, where ``ref.*ref``, ``dist.*dist`` and
             ``ref.*dist`` of the first scale saturate at 255 (later scales are filtered doubles).
     """
-    num = torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)
-    den = torch.zeros_like(num)
-    for _, vid, vind in _vif_scales(ref, dist, sigma_nsq, saturate_uint8):
-        num = num + vid.sum(dim=(1, 2))
-        den = den + vind.sum(dim=(1, 2))
-    return num / den
+    return _vif_ratio([ref], dist, sigma_nsq, saturate_uint8)[0]
+
+
+def vif_pixel_pair(
+    a: torch.Tensor, b: torch.Tensor, dist: torch.Tensor, *, sigma_nsq: float = 2.0, saturate_uint8: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(vif_pixel(a, dist), vif_pixel(b, dist))`` with the distorted image's statistics computed once."""
+    vif = _vif_ratio([a, b], dist, sigma_nsq, saturate_uint8)
+    return vif[0], vif[1]
 
 
 def viff(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
@@ -104,13 +169,20 @@ def viff(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     sq = 0.005 * 255 * 255
     weights = (1 / 2.15, 0.0, 0.15 / 2.15, 1 / 2.15)
     out = torch.zeros(a.shape[0], dtype=torch.float64, device=a.device)
-    for (g1, z1, m1), (g2, z2, m2), w in zip(
-        _vif_scales(a, fused, sq, False), _vif_scales(b, fused, sq, False), weights, strict=True
-    ):
-        pick1 = g1 < g2
-        vid = (torch.where(pick1, z1, z2) + 1e-7).sum(dim=(1, 2))
-        vind = (torch.where(pick1, m1, m2) + 1e-7).sum(dim=(1, 2))
-        out = out + w * (vid / vind)
+    if not use_compiled(fused):
+        for ((g1, z1, m1), (g2, z2, m2)), w in zip(_vif_scales([a, b], fused, sq, False), weights, strict=True):
+            pick1 = g1 < g2
+            vid = (torch.where(pick1, z1, z2) + 1e-7).sum(dim=(1, 2))
+            vind = (torch.where(pick1, m1, m2) + 1e-7).sum(dim=(1, 2))
+            out = out + w * (vid / vind)
+        return out
+    from fusion.metrics._kernels import viff_sums
+
+    for (mus, mu2, rrs, dd, rds), w in zip(_vif_stats([a, b], fused, False), weights, strict=True):
+        if w == 0.0:
+            continue
+        vid, vind = viff_sums(mus[0], rrs[0], rds[0], mus[1], rrs[1], rds[1], mu2, dd, sq, 1e-7)
+        out = out + w * torch.from_numpy(vid / vind)
     return out
 
 

@@ -18,7 +18,7 @@ from fusion.metrics import statistics as st
 from fusion.metrics._ops import RGB2GRAY_WEIGHTS
 from fusion.metrics.fmi import fmi
 from fusion.metrics.gradient import nabf, qabf
-from fusion.metrics.perceptual import normalize1, qcb, qcv, qp, vif_pixel, vif_pixel_sum, viff
+from fusion.metrics.perceptual import normalize1, qcb, qcv, qp, vif_pixel_pair, vif_pixel_sum, viff
 from fusion.metrics.registry import MetricDef, Profile, Sample, register_profile
 from fusion.metrics.structural import (
     mef_ms_ssim,
@@ -26,9 +26,9 @@ from fusion.metrics.structural import (
     q_cvejic,
     q_piella_edge,
     q_yang,
-    ssim,
-    ssim_matlab,
+    ssim_matlab_sum,
     ssim_skimage_float32_sum,
+    ssim_sum,
 )
 
 Fn3 = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -87,7 +87,7 @@ _LEGACY = {
     ),
     "VIF": _m(
         "VIF",
-        gray(lambda f, a, b: vif_pixel(a, f, saturate_uint8=True) + vif_pixel(b, f, saturate_uint8=True)),
+        gray(lambda f, a, b: sum(vif_pixel_pair(a, b, f, saturate_uint8=True))),
         "VIF(A,F) + VIF(B,F), first-scale products saturated as uint8",
     ),
     "AG": _m("AG", gray(lambda f, a, b: st.average_gradient(f)), "average gradient on [0, 255]"),
@@ -158,11 +158,11 @@ _TANG = {
     "Nabf_fixed": _m("Nabf_fixed", gray(lambda f, a, b: nabf(f, a, b)), "Nabf with F as the fused image", higher=False),
     "SSIM": _m(
         "SSIM",
-        gray(lambda f, a, b: (ssim_matlab(f, a, data_range=1.0) + ssim_matlab(f, b, data_range=1.0)) / 2),
+        gray(lambda f, a, b: ssim_matlab_sum(f, [a, b], data_range=1.0) / 2),
         "(ssim(F,A) + ssim(F,B)) / 2 with MATLAB's ssim on doubles 0..255 and its default DynamicRange 1",
     ),
     "SSIM_wang": _m(
-        "SSIM_wang", gray(lambda f, a, b: (ssim(f, a) + ssim(f, b)) / 2), "Wang's ssim_index (L=255, valid), averaged"
+        "SSIM_wang", gray(lambda f, a, b: ssim_sum(f, [a, b]) / 2), "Wang's ssim_index (L=255, valid), averaged"
     ),
     "MS_SSIM": _m("MS_SSIM", gray(lambda f, a, b: mef_ms_ssim(_stack(a, b), f)), "MEF-MS-SSIM, 3 scales"),
     "FMI_pixel": _m(
@@ -245,7 +245,7 @@ _VIFB = {
         "(sqrt(SSE(vis,F)) + sqrt(SSE(ir,F))) / (2N)",
         higher=False,
     ),
-    "SSIM": _m("SSIM", per_channel(lambda f, a, b: ssim(b, f) + ssim(a, f)), "SSIM(vis,F) + SSIM(ir,F)"),
+    "SSIM": _m("SSIM", per_channel(lambda f, a, b: ssim_sum(f, [b, a])), "SSIM(vis,F) + SSIM(ir,F)"),
     "Qcb": _m("Qcb", per_channel(lambda f, a, b: qcb(b, a, f)), "Chen-Blum"),
     "Qcv": _m("Qcv", per_channel(lambda f, a, b: qcv(b, a, f)), "Chen-Varshney", higher=False),
 }

@@ -9,13 +9,60 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusion.metrics._ops import filter2, fspecial_gaussian
+from fusion.metrics._ops import filter2, filter2_valid_np, fspecial_gaussian, use_compiled
+from fusion.metrics._parallel import parallel_map, run_parallel
 
-__all__ = ["ssim", "ssim_matlab", "ms_ssim", "mef_ssim", "mef_ms_ssim", "q_yang", "q_cvejic", "q_piella_edge"]
+__all__ = [
+    "ssim", "ssim_sum", "ssim_matlab", "ssim_matlab_sum", "ssim_skimage_float32", "ssim_skimage_float32_sum", "ms_ssim",
+    "mef_ssim", "mef_ms_ssim", "q_yang", "q_cvejic", "q_piella_edge",
+]
 
 
 def _corr_valid(x: torch.Tensor, win: np.ndarray) -> torch.Tensor:
     return filter2(win, x, "valid")
+
+
+def _ssim_sum(x: torch.Tensor, ys: list[torch.Tensor], win: np.ndarray, pad: int, c1: float, c2: float) -> torch.Tensor:
+    """``sum(mean SSIM map of (x, y) for y in ys)``: Gaussian statistics by correlation with ``win`` on the 'valid'
+    part of the image replicate-padded by ``pad`` (0: no padding), ``x``'s statistics computed once.
+
+    SSIM is symmetric in its two images bit for bit (every product and sum in it commutes), so ``x`` may be either.
+    On CPU the filters run on the metric threads and the map in one compiled pass (:func:`fusion.metrics._kernels.
+    ssim_mean`); elsewhere in torch.
+    """
+    for y in ys:
+        if y.shape != x.shape or x.dim() != 3:
+            raise ValueError(f"expected (B, H, W) batches of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if not use_compiled(x):
+        def blur(t: torch.Tensor) -> torch.Tensor:
+            tp = F.pad(t[:, None], (pad,) * 4, mode="replicate")[:, 0] if pad else t
+            return _corr_valid(tp, win)
+
+        total = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+        mux, sxx = blur(x), blur(x * x)
+        for y in ys:
+            muy = blur(y)
+            sx = sxx - mux * mux
+            sy = blur(y * y) - muy * muy
+            sxy = blur(x * y) - mux * muy
+            smap = ((2 * mux * muy + c1) * (2 * sxy + c2)) / ((mux * mux + muy * muy + c1) * (sx + sy + c2))
+            total = total + smap.mean(dim=(1, 2))
+        return total
+    from fusion.metrics._kernels import ssim_mean
+
+    xn = x.detach().contiguous().numpy()
+    yn = [y.detach().contiguous().numpy() for y in ys]
+
+    def blur_np(t: np.ndarray) -> np.ndarray:
+        out = [filter2_valid_np(win, np.pad(im, pad, mode="edge") if pad else im) for im in t]
+        return out[0][None] if len(out) == 1 else np.stack(out)
+
+    mux, sxx = run_parallel(lambda: blur_np(xn), lambda: blur_np(xn * xn))
+
+    def one(y: np.ndarray) -> np.ndarray:
+        return ssim_mean(mux, blur_np(y), sxx, blur_np(y * y), blur_np(xn * y), c1, c2)
+
+    return torch.from_numpy(np.sum(parallel_map(one, yn), axis=0))
 
 
 def ssim(
@@ -34,16 +81,22 @@ def ssim(
     :math:`SSIM = \frac{(2\mu_a\mu_b + C_1)(2\sigma_{ab} + C_2)}
     {(\mu_a^2 + \mu_b^2 + C_1)(\sigma_a^2 + \sigma_b^2 + C_2)}`.
     """
+    return ssim_sum(a, [b], data_range=data_range, k1=k1, k2=k2, win_size=win_size, sigma=sigma)
+
+
+def ssim_sum(
+    a: torch.Tensor,
+    others: list[torch.Tensor],
+    *,
+    data_range: float = 255.0,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    win_size: int = 11,
+    sigma: float = 1.5,
+) -> torch.Tensor:
+    """``sum(ssim(a, b) for b in others)`` with ``a``'s statistics computed once (the same values)."""
     win = fspecial_gaussian(win_size, sigma)
-    c1 = (k1 * data_range) ** 2
-    c2 = (k2 * data_range) ** 2
-    mu1 = _corr_valid(a, win)
-    mu2 = _corr_valid(b, win)
-    s1 = _corr_valid(a * a, win) - mu1 * mu1
-    s2 = _corr_valid(b * b, win) - mu2 * mu2
-    s12 = _corr_valid(a * b, win) - mu1 * mu2
-    smap = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (s1 + s2 + c2))
-    return smap.mean(dim=(1, 2))
+    return _ssim_sum(a, others, win, 0, (k1 * data_range) ** 2, (k2 * data_range) ** 2)
 
 
 def ssim_matlab(a: torch.Tensor, ref: torch.Tensor, *, data_range: float = 255.0) -> torch.Tensor:
@@ -51,20 +104,13 @@ def ssim_matlab(a: torch.Tensor, ref: torch.Tensor, *, data_range: float = 255.0
 
     ``data_range`` is the ``DynamicRange`` option (MATLAB's default is 1 for ``double`` input).
     """
+    return ssim_matlab_sum(a, [ref], data_range=data_range)
+
+
+def ssim_matlab_sum(a: torch.Tensor, others: list[torch.Tensor], *, data_range: float = 255.0) -> torch.Tensor:
+    """``sum(ssim_matlab(a, b) for b in others)`` with ``a``'s statistics computed once (the same values)."""
     win = fspecial_gaussian(11, 1.5)
-
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        xp = F.pad(x[:, None], (5, 5, 5, 5), mode="replicate")[:, 0]
-        return filter2(win, xp, "valid")
-
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
-    mux, muy = blur(a), blur(ref)
-    sx = blur(a * a) - mux * mux
-    sy = blur(ref * ref) - muy * muy
-    sxy = blur(a * ref) - mux * muy
-    smap = ((2 * mux * muy + c1) * (2 * sxy + c2)) / ((mux * mux + muy * muy + c1) * (sx + sy + c2))
-    return smap.mean(dim=(1, 2))
+    return _ssim_sum(a, others, win, 5, (0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
 
 
 def ssim_skimage_float32(
@@ -92,41 +138,24 @@ def ssim_skimage_float32_sum(
 ) -> torch.Tensor:
     """``sum(ssim_skimage_float32(a, b) for b in others)`` with ``a``'s local statistics computed once (identical
     float32 operations, so identical results)."""
-    from scipy.ndimage import uniform_filter
+    from fusion.metrics._kernels import ssim_f32_mean, uniform_filter_f32
 
     for b in others:
         if a.shape != b.shape or a.dim() != 3:
             raise ValueError(f"expected (B, H, W) batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    cov_norm = win_size * win_size / (win_size * win_size - 1.0)
+    if min(a.shape[1:]) < win_size:
+        raise ValueError(f"SSIM: image {a.shape[1]}x{a.shape[2]} is smaller than the {win_size}x{win_size} window")
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
-    pad = (win_size - 1) // 2
-    out = [0.0] * a.shape[0]
-    ys = [b.cpu().numpy().astype(np.float32) for b in others]
-    for i, x in enumerate(a.cpu().numpy().astype(np.float32)):
-        ux = uniform_filter(x, size=win_size)
-        uxx = uniform_filter(x * x, size=win_size)
-        for yb in ys:
-            out[i] += _ssim_map_mean(x, yb[i], ux, uxx, win_size, cov_norm, c1, c2, pad)
+    xs = a.detach().cpu().numpy().astype(np.float32)
+    ys = [b.detach().cpu().numpy().astype(np.float32) for b in others]
+
+    def one_image(x: np.ndarray, y_list: list[np.ndarray]) -> float:
+        ux, uxx = run_parallel(lambda: uniform_filter_f32(x, win_size), lambda: uniform_filter_f32(x * x, win_size))
+        return sum(parallel_map(lambda y: ssim_f32_mean(x, y, ux, uxx, win_size, c1, c2), y_list))
+
+    out = [one_image(x, [y[i] for y in ys]) for i, x in enumerate(xs)]
     return torch.tensor(out, dtype=torch.float64, device=a.device)
-
-
-def _ssim_map_mean(x: np.ndarray, y: np.ndarray, ux: np.ndarray, uxx: np.ndarray, win_size: int, cov_norm: float,
-                   c1: float, c2: float, pad: int) -> float:
-    from scipy.ndimage import uniform_filter
-
-    uy = uniform_filter(y, size=win_size)
-    uyy = uniform_filter(y * y, size=win_size)
-    uxy = uniform_filter(x * y, size=win_size)
-    vx = np.float32(cov_norm) * (uxx - ux * ux)
-    vy = np.float32(cov_norm) * (uyy - uy * uy)
-    vxy = np.float32(cov_norm) * (uxy - ux * uy)
-    a1 = np.float32(2) * ux * uy + np.float32(c1)
-    a2 = np.float32(2) * vxy + np.float32(c2)
-    b1 = ux**2 + uy**2 + np.float32(c1)
-    b2 = vx + vy + np.float32(c2)
-    smap = (a1 * a2) / (b1 * b2)
-    return float(smap[pad:-pad, pad:-pad].mean(dtype=np.float64))
 
 
 def _downsample2(x: torch.Tensor) -> torch.Tensor:

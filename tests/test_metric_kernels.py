@@ -1,0 +1,168 @@
+"""The compiled CPU metric kernels (fusion.metrics._kernels) against the torch formulation and against scipy.
+
+Every metric with a compiled path is computed twice on the same images: as shipped, and inside
+``_ops.torch_reference()`` (the torch code that other devices run, which the goldens were first matched with). The
+images cover flat regions, zeros, saturation and noise, at several value scales, because the kernels reproduce the
+reference codes' special cases (equal gradients, zero variances, zero gradients) branch by branch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import uniform_filter
+
+from fusion.metrics import _ops
+from fusion.metrics._kernels import uniform_filter_f32
+from fusion.metrics._parallel import parallel_map
+from fusion.metrics.gradient import nabf, qabf
+from fusion.metrics.perceptual import vif_pixel, vif_pixel_pair, vif_pixel_sum, viff
+from fusion.metrics.structural import ssim_matlab_sum, ssim_skimage_float32_sum, ssim_sum
+
+
+def _images(seed: int, h: int = 72, w: int = 90) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B=2, H, W) float64 triples on 0..255 with flat patches, zeros, saturation, edges and noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 120 + 70 * np.sin(xx / 6.0 + seed) * np.cos(yy / 9.0)
+    out = []
+    for k in range(3):
+        img = np.clip(base * (1 - 0.3 * k) + rng.normal(0, 12, (2, h, w)), 0, 255).round()
+        img[:, :12, :15] = 0.0  # zeros: zero gradients and variances
+        img[:, -10:, -20:] = 255.0  # saturation
+        img[:, 20:34, 30:50] = 80.0 + 40 * k  # a flat patch per image, at different levels
+        if k == 2:
+            img[:, 20:34, 30:50] = out[0][:, 20:34, 30:50]  # equal to the first image there: g_A == g_F
+        out.append(img)
+    f, a, b = (torch.from_numpy(x) for x in out)
+    return f, a, b
+
+
+def _both(fn, *args, **kw):
+    got = fn(*args, **kw)
+    with _ops.torch_reference():
+        want = fn(*args, **kw)
+    return got, want
+
+
+def _close(got: torch.Tensor, want: torch.Tensor, rel: float) -> None:
+    got, want = torch.as_tensor(got).double(), torch.as_tensor(want).double()
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=rel, atol=0, equal_nan=True), (got.tolist(), want.tolist())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vif_kernels_match_torch(seed):
+    f, a, b = _images(seed)
+    # The kernels sum logarithms as running products: rounding of the order of the reference's own (1 + x).
+    _close(*_both(vif_pixel_sum, a, b, f), 1e-9)
+    _close(*_both(vif_pixel, a, f, saturate_uint8=True), 1e-9)
+    got, want = _both(vif_pixel_pair, a, b, f, sigma_nsq=0.4)
+    _close(torch.stack(got), torch.stack(want), 1e-9)
+    _close(*_both(viff, a, b, f), 1e-9)
+    _close(*_both(viff, f, f, f), 1e-9)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1 / 255, 255.0])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_edge_kernels_match_torch(seed, scale):
+    f, a, b = (x * scale for x in _images(seed))
+    _close(*_both(qabf, a, b, f), 1e-12)
+    _close(*_both(qabf, a, a, a), 1e-12)  # every gradient equal: the g_A == g_F quirk everywhere
+    _close(*_both(nabf, f, a, b), 1e-11)
+    _close(*_both(nabf, a, b, f), 1e-11)  # the toolbox's argument order
+    # float32 per-pixel arithmetic as the CDDFuse Evaluator; the compiled sums are float64
+    _close(*_both(qabf, a.float(), b.float(), f.float()), 2e-6)
+
+
+def test_edge_kernels_see_equal_gradients_exactly():
+    # Where A equals F the quirk sets G = g_F: Qabf then depends on the value scale. The kernels must take the same
+    # branch as the torch code (equal Sobel sums in MATLAB's order), or the values part.
+    f, a, b = _images(5)
+    a = f.clone()
+    got = [qabf(a * s, b * s, f * s) for s in (1.0, 1 / 255)]
+    assert not torch.allclose(got[0], got[1])
+    for s, g in zip((1.0, 1 / 255), got, strict=True):
+        with _ops.torch_reference():
+            _close(g, qabf(a * s, b * s, f * s), 1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_ssim_kernels_match_torch(seed):
+    f, a, b = _images(seed)
+    _close(*_both(ssim_sum, f, [a, b]), 1e-12)
+    _close(*_both(ssim_sum, f, [b], data_range=1.0), 1e-12)
+    _close(*_both(ssim_matlab_sum, f, [a, b], data_range=1.0), 1e-12)
+    _close(*_both(ssim_matlab_sum, f, [f]), 1e-12)
+
+
+def test_batches_equal_single_images():
+    f, a, b = _images(6)
+    for fn in (lambda f, a, b: vif_pixel_sum(a, b, f), lambda f, a, b: viff(a, b, f), lambda f, a, b: qabf(a, b, f),
+               lambda f, a, b: nabf(f, a, b), lambda f, a, b: ssim_sum(f, [a, b]),
+               lambda f, a, b: ssim_skimage_float32_sum(f, [a, b])):
+        whole = fn(f, a, b)
+        parts = torch.cat([fn(f[i : i + 1], a[i : i + 1], b[i : i + 1]) for i in range(2)])
+        assert torch.equal(whole, parts)
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (17, 23), (40, 12), (61, 47), (480, 640)])
+@pytest.mark.parametrize("size", [3, 7, 11])
+def test_uniform_filter_f32_is_scipy_bit_for_bit(shape, size):
+    rng = np.random.default_rng(size * 1000 + shape[0])
+    x = np.round(rng.random(shape) * 255).astype(np.float32)
+    for img in (x, x * x, rng.normal(0, 1e3, shape).astype(np.float32)):
+        assert np.array_equal(uniform_filter_f32(img, size), uniform_filter(img, size=size))
+
+
+def test_ssim_skimage_float32_matches_its_scipy_statement():
+    # scikit-image 0.19's float32 SSIM written with scipy's uniform_filter, as the Evaluator runs it.
+    f, a, _ = _images(7)
+    x, y = f[0].numpy().astype(np.float32), a[0].numpy().astype(np.float32)
+    ux, uy = uniform_filter(x, 7), uniform_filter(y, 7)
+    uxx, uyy, uxy = uniform_filter(x * x, 7), uniform_filter(y * y, 7), uniform_filter(x * y, 7)
+    cov = np.float32(49 / 48)
+    vx, vy, vxy = cov * (uxx - ux * ux), cov * (uyy - uy * uy), cov * (uxy - ux * uy)
+    c1, c2 = np.float32(0.02**2), np.float32(0.06**2)
+    s = ((np.float32(2) * ux * uy + c1) * (np.float32(2) * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    want = s[3:-3, 3:-3].mean(dtype=np.float64)
+    got = float(ssim_skimage_float32_sum(f[:1], [a[:1]])[0])
+    assert got == pytest.approx(want, rel=1e-13)
+
+
+def test_compiled_results_do_not_depend_on_the_thread_count():
+    # The parallel sections write one output per task and reduce in a fixed order: bit-identical for 1 or 2 threads.
+    f, a, b = _images(8, 120, 160)
+    fns = [lambda: vif_pixel_sum(a, b, f), lambda: viff(a, b, f), lambda: qabf(a, b, f), lambda: nabf(f, a, b),
+           lambda: ssim_sum(f, [a, b]), lambda: ssim_matlab_sum(f, [a, b]),
+           lambda: ssim_skimage_float32_sum(f, [a, b])]
+    old = torch.get_num_threads()
+    try:
+        out = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out[n] = [fn() for fn in fns]
+    finally:
+        torch.set_num_threads(old)
+    for x, y in zip(out[1], out[2], strict=True):
+        assert torch.equal(x, y)
+
+
+def test_parallel_map_order_errors_and_nesting():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert parallel_map(lambda x: x * x, range(7)) == [x * x for x in range(7)]
+        # nested sections run serially inside the pool threads instead of waiting on themselves
+        assert parallel_map(lambda x: sum(parallel_map(lambda y: x * y, range(3))), range(4)) == [0, 3, 6, 9]
+
+        def boom(x: int) -> int:
+            if x == 3:
+                raise ValueError("bad item 3")
+            return x
+
+        with pytest.raises(ValueError, match="bad item 3"):
+            parallel_map(boom, range(5))
+    finally:
+        torch.set_num_threads(old)
