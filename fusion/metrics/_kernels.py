@@ -20,7 +20,9 @@ from numba import njit
 
 __all__ = ["vif_sums", "viff_sums", "uniform_filter_f32", "ssim_f32_mean", "sobel_strength", "qabf_exponents",
            "qabf_sums", "sobel_reflect_strength",
-           "nabf_exponents", "nabf_sums", "ssim_mean"]
+           "nabf_exponents", "nabf_sums", "ssim_mean",
+           "histogram256", "qcb_mean", "normalize1", "sobel_magnitude",
+           "block_sums", "shifted_sum"]
 
 _FLUSH = 1e200  # running products are folded into the sum above this
 _BIG = 1e100  # a factor this large goes into the sum directly (cannot overflow the product)
@@ -373,4 +375,151 @@ def ssim_mean(ux: np.ndarray, uy: np.ndarray, uxx: np.ndarray, uyy: np.ndarray, 
                 sxy = uxy[i, r, c] - a * b
                 total += ((2 * a * b + c1) * (2 * sxy + c2)) / ((a * a + b * b + c1) * (sx + sy + c2))
         out[i] = total / (h * w)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def histogram256(x: np.ndarray, y: np.ndarray, joint: bool) -> np.ndarray:
+    """Counts of the grey levels 0..255 (values truncated towards zero, as ``Tensor.long()``) per image of a
+    ``(B, H, W)`` batch: ``(B, 256)`` of ``x``, or with ``joint`` the ``(B, 256, 256)`` joint counts (rows ``x``,
+    columns ``y``). A value outside 0..255 raises ``ValueError``."""
+    bsz, h, w = x.shape
+    out = np.zeros((bsz, 256, 256 if joint else 1))
+    for i in range(bsz):
+        for r in range(h):
+            for c in range(w):
+                u = x[i, r, c]
+                if not (u > -1.0 and u < 256.0):
+                    raise ValueError("grey level outside 0..255")
+                v = 0
+                if joint:
+                    t = y[i, r, c]
+                    if not (t > -1.0 and t < 256.0):
+                        raise ValueError("grey level outside 0..255")
+                    v = int(t)
+                out[i, int(u), v] += 1.0
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _masked_contrast(y1: float, y2: float) -> float:
+    c = abs(y1 / y2 - 1)
+    return c * c * c / (c * c + 0.0001)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def qcb_mean(a1: np.ndarray, a2: np.ndarray, b1: np.ndarray, b2: np.ndarray, f1: np.ndarray,
+             f2: np.ndarray) -> np.ndarray:
+    """Chen-Blum's mean quality per image from the CSF-filtered images convolved with the two Gaussians (``x1``:
+    sigma 2, ``x2``: sigma 4) of ``A``, ``B`` and ``F``: masked contrast ``C' = C^3 / (C^2 + 1e-4)`` with
+    ``C = |x1 / x2 - 1|``; preservation blended with a 0/1 mask so that 0/0 and x/0 give NaN as the reference code."""
+    bsz, h, w = a1.shape
+    out = np.zeros(bsz)
+    for i in range(bsz):
+        total = 0.0
+        for r in range(h):
+            for c in range(w):
+                ca = _masked_contrast(a1[i, r, c], a2[i, r, c])
+                cb = _masked_contrast(b1[i, r, c], b2[i, r, c])
+                cf = _masked_contrast(f1[i, r, c], f2[i, r, c])
+                ma = 1.0 if ca < cf else 0.0
+                mb = 1.0 if cb < cf else 0.0
+                pa = (ca / cf) * ma + (cf / ca) * (1 - ma)
+                pb = (cb / cf) * mb + (cf / cb) * (1 - mb)
+                den = ca * ca + cb * cb
+                total += (ca * ca / den) * pa + (cb * cb / den) * pb
+        out[i] = total / (h * w)
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def normalize1(x: np.ndarray, constant_to_zero: bool = False) -> np.ndarray:
+    """Z. Liu's ``normalize1`` per image of a ``(B, H, W)`` float64 batch: ``round((x - min) / (max - min) * 255)``,
+    rounding half away from zero; an image whose minimum and maximum are both 0 is returned as it is (a constant
+    non-zero image gives NaN, as the reference's 0/0). ``constant_to_zero``: every constant image becomes zeros
+    (VIFB's ``mutinf``)."""
+    bsz, h, w = x.shape
+    out = np.empty((bsz, h, w))
+    for i in range(bsz):
+        lo, hi = x[i, 0, 0], x[i, 0, 0]
+        for r in range(h):
+            for c in range(w):
+                v = x[i, r, c]
+                lo = min(lo, v)
+                hi = max(hi, v)
+        if constant_to_zero and hi == lo:
+            out[i] = 0.0
+        elif hi == 0 and lo == 0:
+            out[i] = x[i]
+        elif hi == lo:
+            out[i] = np.nan
+        else:
+            d = hi - lo
+            for r in range(h):
+                for c in range(w):
+                    # t >= 0, where MATLAB's round (sign(t) floor(|t| + 1/2)) is floor(t + 1/2)
+                    out[i, r, c] = np.floor((x[i, r, c] - lo) / d * 255 + 0.5)
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sobel_magnitude(x: np.ndarray) -> np.ndarray:
+    """``sqrt(g_x^2 + g_y^2)`` of a ``(B, H, W)`` float64 batch with ``g_x = filter2([-1 0 1; -2 0 2; -1 0 1], x,
+    'same')`` and ``g_y`` its transpose (zero borders), the taps added in the order of
+    :func:`fusion.metrics._ops.conv2`."""
+    bsz, h, w = x.shape
+    out = np.empty((bsz, h, w))
+    for i in range(bsz):
+        for r in range(h):
+            for c in range(w):
+                up = x[i, r - 1, c - 1] if r > 0 and c > 0 else 0.0
+                u1 = x[i, r - 1, c] if r > 0 else 0.0
+                u2 = x[i, r - 1, c + 1] if r > 0 and c < w - 1 else 0.0
+                m0 = x[i, r, c - 1] if c > 0 else 0.0
+                m2 = x[i, r, c + 1] if c < w - 1 else 0.0
+                d0 = x[i, r + 1, c - 1] if r < h - 1 and c > 0 else 0.0
+                d1 = x[i, r + 1, c] if r < h - 1 else 0.0
+                d2 = x[i, r + 1, c + 1] if r < h - 1 and c < w - 1 else 0.0
+                gx = d2
+                gx = gx + (m2 + m2)
+                gx = gx + u2
+                gx = gx + -d0
+                gx = gx + -(m0 + m0)
+                gx = gx + -up
+                gy = d2
+                gy = gy + -u2
+                gy = gy + (d1 + d1)
+                gy = gy + -(u1 + u1)
+                gy = gy + d0
+                gy = gy + -up
+                out[i, r, c] = math.sqrt(gx * gx + gy * gy)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def block_sums(x: np.ndarray, window: int) -> np.ndarray:
+    """Sums over ``window x window`` blocks of a ``(B, H, W)`` batch (partial blocks: their pixels only)."""
+    bsz, h, w = x.shape
+    out = np.zeros((bsz, (h + window - 1) // window, (w + window - 1) // window))
+    for i in range(bsz):
+        for r in range(h):
+            for c in range(w):
+                out[i, r // window, c // window] += x[i, r, c]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def shifted_sum(xp: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: np.ndarray, ho: int, wo: int) -> np.ndarray:
+    """``out[i, r, c] = sum_t xp[i, r + rows[t], c + cols[t]] * k[t]``, the terms added in the order given (the first
+    one taken as it is): :func:`fusion.metrics._ops.conv2`'s shifted sums in one pass."""
+    bsz = xp.shape[0]
+    n = len(k)
+    out = np.empty((bsz, ho, wo))
+    for i in range(bsz):
+        for r in range(ho):
+            for c in range(wo):
+                acc = xp[i, r + rows[0], c + cols[0]] * k[0]
+                for t in range(1, n):
+                    acc = acc + xp[i, r + rows[t], c + cols[t]] * k[t]
+                out[i, r, c] = acc
     return out

@@ -28,6 +28,7 @@ __all__ = [
     "conv2",
     "filter2",
     "filter2_valid_np",
+    "filter2_same_np",
     "imfilter_replicate",
     "gradient",
     "fspecial_gaussian",
@@ -37,6 +38,7 @@ __all__ = [
     "corr2",
     "freqspace",
     "fft_filter",
+    "fft_filter_np",
     "block_reduce",
     "flat",
     "sqrt",
@@ -157,6 +159,16 @@ def conv2(x: torch.Tensor, k: np.ndarray | torch.Tensor, mode: str = "same") -> 
         else:
             out = F.conv2d(xp, _as_kernel(flipped, x)[None, None])
         return out[:, 0, :ho, :wo]
+    if not taps:
+        return x.new_zeros((b, ho, wo))
+    if use_compiled(x) and x.dtype == torch.float64:
+        from fusion.metrics._kernels import shifted_sum
+
+        # the rows/columns of the padded image each tap reads; x * 1.0 == x exactly, so every tap multiplies
+        xp = np.pad(x.detach().numpy(), ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+        rows = np.array([r0 - u + kh - 1 for u, _ in taps], dtype=np.int64)
+        cols = np.array([c0 - v + kw - 1 for _, v in taps], dtype=np.int64)
+        return torch.from_numpy(shifted_sum(xp, rows, cols, np.array([kk[u, v] for u, v in taps]), ho, wo))
     xp = F.pad(x, (kw - 1, kw - 1, kh - 1, kh - 1))
     out = None
     for u, v in taps:
@@ -164,8 +176,6 @@ def conv2(x: torch.Tensor, k: np.ndarray | torch.Tensor, mode: str = "same") -> 
         sl = xp[:, r0 - u + kh - 1 : r0 - u + kh - 1 + ho, c0 - v + kw - 1 : c0 - v + kw - 1 + wo]
         term = sl * kk[u, v] if kk[u, v] != 1.0 else sl
         out = term.clone() if out is None else out + term
-    if out is None:
-        out = x.new_zeros((b, ho, wo))
     return out
 
 
@@ -211,6 +221,21 @@ def filter2_valid_np(k: np.ndarray, x: np.ndarray) -> np.ndarray:
         raise ValueError(f"filter2 'valid': image {x.shape[0]}x{x.shape[1]} is smaller than the kernel "
                          f"{kk.shape[0]}x{kk.shape[1]}")
     return _sep_valid(np.ascontiguousarray(x, dtype=np.float64), sep)
+
+
+def filter2_same_np(k: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """MATLAB ``filter2(k, x, 'same')`` (zero borders) of one ``(H, W)`` float64 numpy image, for odd separable
+    ``k``: OpenCV's separable filter with a constant zero border, without the padded copy :func:`filter2` makes
+    (equal up to rounding: OpenCV's vector loops split odd widths differently)."""
+    import cv2
+
+    kk = np.ascontiguousarray(k, dtype=np.float64)
+    sep = _separable_cached(kk.tobytes(), kk.shape)
+    if sep is None or not (kk.shape[0] % 2 and kk.shape[1] % 2):
+        return filter2(kk, torch.from_numpy(np.ascontiguousarray(x))[None], "same")[0].numpy()
+    col, row = sep
+    return cv2.sepFilter2D(np.ascontiguousarray(x, dtype=np.float64), cv2.CV_64F, row, col,
+                           borderType=cv2.BORDER_CONSTANT)
 
 
 def filter2(k: np.ndarray | torch.Tensor, x: torch.Tensor, mode: str = "same") -> torch.Tensor:
@@ -260,6 +285,11 @@ def fspecial_gaussian(size: int, sigma: float) -> np.ndarray:
 
 def hist256(x: torch.Tensor) -> torch.Tensor:
     """Counts of the integer values 0..255 per batch item: (B, H, W) -> (B, 256) float64."""
+    if use_compiled(x):
+        from fusion.metrics._kernels import histogram256
+
+        xs = x.detach().numpy()
+        return torch.from_numpy(histogram256(xs, xs, False)[:, :, 0])
     b = x.shape[0]
     idx = flat(x).long() + torch.arange(b, device=x.device)[:, None] * 256
     return torch.bincount(idx.reshape(-1), minlength=b * 256).reshape(b, 256).to(torch.float64)
@@ -267,6 +297,10 @@ def hist256(x: torch.Tensor) -> torch.Tensor:
 
 def joint_hist256(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """Joint counts of integer values 0..255: (B, H, W) x (B, H, W) -> (B, 256, 256), rows index ``a``."""
+    if use_compiled(a):
+        from fusion.metrics._kernels import histogram256
+
+        return torch.from_numpy(histogram256(a.detach().numpy(), c.detach().numpy(), True))
     b = a.shape[0]
     idx = flat(a).long() * 256 + flat(c).long() + torch.arange(b, device=a.device)[:, None] * 65536
     return torch.bincount(idx.reshape(-1), minlength=b * 65536).reshape(b, 256, 256).to(torch.float64)
@@ -275,6 +309,13 @@ def joint_hist256(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 def entropy_bits(counts: torch.Tensor, base: float = 2.0) -> torch.Tensor:
     """Shannon entropy of histograms ``(B, ...)`` (normalised here), skipping empty bins."""
     c = counts.reshape(counts.shape[0], -1)
+    if use_compiled(c):
+        # numpy's vectorised log is ~10x torch's float64 log on CPU; the same terms, summed pairwise either way
+        cn = c.detach().numpy()
+        pn = cn / cn.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(pn > 0, pn * np.log(np.where(pn > 0, pn, 1.0)), 0.0)
+        return torch.from_numpy(-terms.sum(axis=1) / math.log(base))
     p = c / c.sum(dim=1, keepdim=True)
     logp = torch.where(p > 0, torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p))
     return -(p * logp).sum(dim=1) / math.log(base)
@@ -299,8 +340,32 @@ def freqspace(h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 def fft_filter(x: torch.Tensor, centred_response: torch.Tensor) -> torch.Tensor:
     """``real(ifft2(ifftshift(fftshift(fft2(x)) .* H)))`` for a response ``H`` laid out like ``freqspace``."""
+    if use_compiled(x):
+        return torch.from_numpy(fft_filter_np(x.detach().numpy(), centred_response.detach().cpu().numpy()))
     spec = torch.fft.fft2(x) * torch.fft.ifftshift(centred_response, dim=(-2, -1))
     return torch.fft.ifft2(spec).real
+
+
+def fft_filter_np(x: np.ndarray, centred_response: np.ndarray, workers: int | None = None) -> np.ndarray:
+    """:func:`fft_filter` of a numpy image or batch with real transforms (``workers`` threads; default: the metric
+    threads).
+
+    ``real(ifft2(X H))`` of a real image is the inverse transform of ``X`` times the Hermitian part of ``H``,
+    ``(H(k) + H(-k)) / 2``, which a real inverse transform takes exactly (``H`` real); it differs from ``H`` only on
+    the Nyquist row and column of even sizes.
+    """
+    import scipy.fft
+
+    from fusion.metrics._parallel import metric_threads
+
+    h, w = x.shape[-2:]
+    resp = np.fft.ifftshift(centred_response, axes=(-2, -1))
+    mirrored = np.roll(resp[..., ::-1, ::-1], (1, 1), axis=(-2, -1))  # resp[(-k) mod n]
+    half = ((resp + mirrored) / 2)[..., : w // 2 + 1]
+    workers = metric_threads() if workers is None else workers
+    spec = scipy.fft.rfft2(x, workers=workers)
+    spec *= half
+    return scipy.fft.irfft2(spec, s=(h, w), workers=workers)
 
 
 def block_reduce(x: torch.Tensor, size: int, op: str) -> torch.Tensor:

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from fusion.metrics._ops import entropy_bits, flat, hist256, joint_hist256, matlab_round
+from fusion.metrics._ops import entropy_bits, flat, hist256, joint_hist256, matlab_round, use_compiled
 
 __all__ = [
     "entropy",
@@ -60,6 +60,10 @@ def mutual_information_vifb(src: torch.Tensor, fused: torch.Tensor) -> torch.Ten
     """
 
     def norm(x: torch.Tensor) -> torch.Tensor:
+        if use_compiled(x):
+            from fusion.metrics._kernels import normalize1
+
+            return torch.from_numpy(normalize1(x.detach().numpy(), True))
         lo = flat(x).min(dim=1).values[:, None, None]
         hi = flat(x).max(dim=1).values[:, None, None]
         rng = hi - lo

@@ -10,7 +10,9 @@ import torch
 from fusion.metrics._ops import (
     block_reduce,
     fft_filter,
+    fft_filter_np,
     filter2,
+    filter2_same_np,
     filter2_valid_np,
     flat,
     freqspace,
@@ -188,6 +190,10 @@ def viff(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
 
 def normalize1(x: torch.Tensor) -> torch.Tensor:
     """Z. Liu's ``normalize1``: min-max scale to 0..255 and round (half away); all-zero images are left alone."""
+    if use_compiled(x):
+        from fusion.metrics._kernels import normalize1 as _normalize1
+
+        return torch.from_numpy(_normalize1(x.detach().numpy()))
     lo = flat(x).min(dim=1).values[:, None, None]
     hi = flat(x).max(dim=1).values[:, None, None]
     keep = (hi == 0) & (lo == 0)
@@ -215,6 +221,8 @@ def qcb(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     sd = torch.exp(-((r / 15.3870) ** 2)) - 0.7622 * torch.exp(-((r / 1.3456) ** 2))
     g1 = _gaussian2d(2.0)
     g2 = _gaussian2d(4.0)
+    if use_compiled(fused):
+        return _qcb_cpu(a, b, fused, sd, g1, g2)
 
     def masked_contrast(x: torch.Tensor) -> torch.Tensor:
         y = fft_filter(normalize1(x), sd)
@@ -233,6 +241,26 @@ def qcb(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     return (lam_a * pres(ca) + lam_b * pres(cb)).mean(dim=(1, 2))
 
 
+def _qcb_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, sd: torch.Tensor, g1: np.ndarray,
+             g2: np.ndarray) -> torch.Tensor:
+    """:func:`qcb` on CPU: every image through normalisation, the CSF filter (real FFTs) and both Gaussian filters
+    as one task on the metric threads, then one compiled pass over the contrast maps per image."""
+    from fusion.metrics._kernels import normalize1 as _normalize1
+    from fusion.metrics._kernels import qcb_mean
+
+    resp = sd.detach().cpu().numpy()
+    images = [x.detach().numpy()[i : i + 1] for x in (a, b, fused) for i in range(a.shape[0])]
+
+    def contrast_maps(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = fft_filter_np(_normalize1(x), resp, workers=1)[0]
+        return filter2_same_np(g1, y)[None], filter2_same_np(g2, y)[None]
+
+    maps = parallel_map(contrast_maps, images)
+    n = a.shape[0]
+    per = parallel_map(lambda i: qcb_mean(*maps[i], *maps[n + i], *maps[2 * n + i]), range(n))
+    return torch.from_numpy(np.concatenate(per))
+
+
 _FLT1 = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 _FLT2 = np.array([[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]])
 
@@ -248,6 +276,11 @@ def qcv(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, *, window: int = 
     a, b, fused = normalize1(a), normalize1(b), normalize1(fused)
 
     def saliency(x: torch.Tensor) -> torch.Tensor:
+        if use_compiled(x):
+            from fusion.metrics._kernels import block_sums, sobel_magnitude
+
+            g = sobel_magnitude(x.detach().numpy())
+            return torch.from_numpy(block_sums(np.power(g, alpha, out=g), window))
         gx = filter2(_FLT1, x, "same")
         gy = filter2(_FLT2, x, "same")
         return block_reduce(torch.sqrt(gx * gx + gy * gy) ** alpha, window, "sum")
