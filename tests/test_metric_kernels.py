@@ -16,8 +16,10 @@ from scipy.ndimage import uniform_filter
 from fusion.metrics import _ops
 from fusion.metrics._kernels import uniform_filter_f32
 from fusion.metrics._parallel import parallel_map
+from fusion.metrics.fmi import fmi
 from fusion.metrics.gradient import nabf, qabf
-from fusion.metrics.perceptual import vif_pixel, vif_pixel_pair, vif_pixel_sum, viff
+from fusion.metrics.information import cross_entropy, mutual_information, mutual_information_vifb
+from fusion.metrics.perceptual import normalize1, qcb, qcv, vif_pixel, vif_pixel_pair, vif_pixel_sum, viff
 from fusion.metrics.structural import ssim_matlab_sum, ssim_skimage_float32_sum, ssim_sum
 
 
@@ -46,10 +48,10 @@ def _both(fn, *args, **kw):
     return got, want
 
 
-def _close(got: torch.Tensor, want: torch.Tensor, rel: float) -> None:
+def _close(got: torch.Tensor, want: torch.Tensor, rel: float, atol: float = 0.0) -> None:
     got, want = torch.as_tensor(got).double(), torch.as_tensor(want).double()
     assert got.shape == want.shape
-    assert torch.allclose(got, want, rtol=rel, atol=0, equal_nan=True), (got.tolist(), want.tolist())
+    assert torch.allclose(got, want, rtol=rel, atol=atol, equal_nan=True), (got.tolist(), want.tolist())
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -97,11 +99,43 @@ def test_ssim_kernels_match_torch(seed):
     _close(*_both(ssim_matlab_sum, f, [f]), 1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 9])
+def test_remaining_compiled_paths_match_torch(seed):
+    f, a, b = _images(seed)
+    _close(*_both(qcb, a, b, f), 1e-12)
+    _close(*_both(qcv, a, b, f), 1e-12)
+    _close(*_both(normalize1, torch.cat([a, a * 0, a / 3.3])), 0)
+    for src in (a, a * 0 + 7):
+        _close(*_both(mutual_information_vifb, src, f), 1e-12, atol=1e-14)  # a constant source: MI 0 +- rounding
+    _close(*_both(mutual_information, a, f, merge_top=True), 1e-12)
+    _close(*_both(cross_entropy, a, f), 1e-12)
+    for feature in ("none", "edge", "dct", "wavelet"):
+        _close(*_both(fmi, a, b, f, feature=feature), 1e-12)
+    u, v = _ops.freqspace(a.shape[1], a.shape[2], a)
+    resp = torch.exp(-(u * u + v * v) * 3)
+    got, want = _both(_ops.fft_filter, a, resp)
+    assert torch.allclose(got, want, rtol=0, atol=1e-10)
+    for k in (np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]]), np.arange(10.0).reshape(2, 5)):
+        for mode in ("full", "same", "valid"):
+            got, want = _both(_ops.conv2, a / 7, k, mode)
+            assert torch.equal(got, want)  # the same taps in the same order
+
+
+def test_histogram_kernel_refuses_values_outside_the_grey_range():
+    x = torch.zeros(1, 4, 4, dtype=torch.float64)
+    x[0, 1, 1] = 256
+    with pytest.raises(ValueError, match="outside 0..255"):
+        _ops.hist256(x)
+    with pytest.raises(ValueError, match="outside 0..255"):
+        _ops.joint_hist256(x * 0, -x)
+
+
 def test_batches_equal_single_images():
     f, a, b = _images(6)
     for fn in (lambda f, a, b: vif_pixel_sum(a, b, f), lambda f, a, b: viff(a, b, f), lambda f, a, b: qabf(a, b, f),
                lambda f, a, b: nabf(f, a, b), lambda f, a, b: ssim_sum(f, [a, b]),
-               lambda f, a, b: ssim_skimage_float32_sum(f, [a, b])):
+               lambda f, a, b: ssim_skimage_float32_sum(f, [a, b]), lambda f, a, b: qcb(a, b, f),
+               lambda f, a, b: qcv(a, b, f), lambda f, a, b: fmi(a, b, f, feature="edge")):
         whole = fn(f, a, b)
         parts = torch.cat([fn(f[i : i + 1], a[i : i + 1], b[i : i + 1]) for i in range(2)])
         assert torch.equal(whole, parts)

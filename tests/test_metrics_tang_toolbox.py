@@ -1,4 +1,4 @@
-"""The ``tang`` profile against the current Tang toolbox (commit 0e87153): MI, Nabf and SSIM.
+"""The ``tang`` profile against the current Tang toolbox (commit 0e87153): MI, Nabf, SSIM and FMI.
 
 MI and Nabf: golden values from the toolbox's own MATLAB files run in GNU Octave (``tests/golden/tang_toolbox_tno.csv``,
 provenance in its first line). SSIM: the toolbox calls MATLAB's built-in ``ssim``, which is not available here (nor in
@@ -7,6 +7,7 @@ Octave), so it is checked against an independent re-statement of MATLAB's docume
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
@@ -100,3 +101,27 @@ def test_tang_default_set_reports_nabf():
     ir, vis, fused = (rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(3))
     got = evaluate(fused, ir, vis, profile="tang")
     assert list(got) == ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "Nabf", "SSIM", "AG", "CC", "PSNR", "MSE"]
+
+
+def _fmi_images(seed: int) -> np.ndarray:
+    """20x24 grey images with flat blocks and scattered zeros (windows where both patches are flat)."""
+    r = np.random.default_rng(seed)
+    x = np.round(r.random((20, 24)) * 255)
+    x[:8, :9] = 0
+    x[12:, 15:] = 200
+    x[r.random((20, 24)) < 0.15] = 0
+    return x
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_fmi_equals_the_toolbox_with_flat_windows(compiled):
+    # Golden values: analysis_fmi(a, b, f, 'none', 3) of the toolbox (commit 0e87153) run unmodified in GNU Octave
+    # 7.3.0 with the image package, on these images (written with numpy.savetxt). A flat patch against a flat
+    # (normalised) patch scores 1 there: MATLAB's mean is a sequential sum, whose rounding residues correlate.
+    from fusion.metrics import _ops
+    from fusion.metrics.fmi import fmi
+
+    a, b, f = (torch.from_numpy(_fmi_images(s))[None] for s in (1, 2, 3))
+    with _ops.torch_reference() if not compiled else contextlib.nullcontext():
+        assert fmi(a, b, f, feature="none").item() == pytest.approx(0.2225820647923285, rel=1e-13)
+        assert fmi(a, b, a, feature="none").item() == pytest.approx(0.60137489425249746, rel=1e-13)

@@ -18,7 +18,8 @@ import scipy.fft
 import torch
 import torch.nn.functional as F
 
-from fusion.metrics._ops import imfilter_replicate
+from fusion.metrics._ops import imfilter_replicate, use_compiled
+from fusion.metrics._parallel import parallel_map
 
 __all__ = ["fmi", "feature_map", "edge_sobel"]
 
@@ -98,8 +99,11 @@ def _fmi_pair(xs: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
     fp = fs / fs.sum(dim=-1, keepdim=True)
     xc = torch.cumsum(xp, dim=-1)
     fc = torch.cumsum(fp, dim=-1)
-    xt = xp - xp.mean(dim=-1, keepdim=True)
-    ft = fp - fp.mean(dim=-1, keepdim=True)
+    # MATLAB's mean is a sequential sum (the last prefix sum): for a flat patch its +-1e-17 residues correlate
+    # perfectly and give the window FMI 1, as the toolbox does (checked in Octave); torch's mean would give 0 or 1
+    # depending on its reduction order.
+    xt = xp - xc[..., -1:] / l
+    ft = fp - fc[..., -1:] / l
     num = (xt * ft).sum(dim=-1)
     den = torch.sqrt((xt * xt).sum(dim=-1) * (ft * ft).sum(dim=-1))
     c = torch.where(num == 0, torch.zeros_like(num), num / torch.where(num == 0, torch.ones_like(den), den))
@@ -133,6 +137,12 @@ def fmi(
 ) -> torch.Tensor:
     """FMI of the pair against the fused image (see the module docstring). Inputs (B, H, W); returns (B,)."""
     fa, fb, ff = feature_map(a, feature), feature_map(b, feature), feature_map(fused, feature)
+    if use_compiled(ff):
+        from fusion.metrics._kernels import fmi_mean
+
+        arrs = [x.detach().contiguous().numpy() for x in (fa, fb, ff)]
+        parts = parallel_map(lambda i: fmi_mean(*(x[i : i + 1] for x in arrs), window), range(ff.shape[0]))
+        return torch.from_numpy(np.concatenate(parts))
     pa, pb, pf = _windows(fa, window), _windows(fb, window), _windows(ff, window)
     out = torch.zeros(a.shape[0], dtype=torch.float64, device=a.device)
     n = pa.shape[1]

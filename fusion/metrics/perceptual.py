@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -295,6 +296,66 @@ def qcv(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, *, window: int = 
     return (lam_a * da + lam_b * db).sum(dim=(1, 2)) / (lam_a + lam_b).sum(dim=(1, 2))
 
 
+@functools.lru_cache(maxsize=4)
+def _pc_bank(rows: int, cols: int, nscale: int, norient: int, min_wavelength: float, mult: float, sigma_onf: float,
+             dtheta_on_sigma: float) -> tuple[list[list[torch.Tensor]], list[tuple[torch.Tensor, ...]]]:
+    """The log-Gabor filter bank of :func:`phase_congruency` for one image size (it does not depend on the image):
+    ``filters[o][s]`` and, per orientation, ``(em_n, est_sum_an2, est_sum_aiaj)`` of Kovesi's noise model."""
+    dt = torch.float64
+    theta_sigma = math.pi / norient / dtheta_on_sigma
+
+    def axis_range(n: int) -> torch.Tensor:
+        if n % 2:
+            return torch.arange(-(n - 1) / 2, (n - 1) / 2 + 1, dtype=dt) / (n - 1)
+        return torch.arange(-n / 2, n / 2, dtype=dt) / n
+
+    y, x = torch.meshgrid(axis_range(rows), axis_range(cols), indexing="ij")
+    radius = torch.sqrt(x * x + y * y)
+    radius[rows // 2, cols // 2] = 1.0
+    theta = torch.atan2(-y, x)
+    radius = torch.fft.ifftshift(radius)
+    theta = torch.fft.ifftshift(theta)
+    sintheta, costheta = torch.sin(theta), torch.cos(theta)
+    # lowpassfilter([rows cols], .45, 15): radius grid centred at fix(n/2)+1 with /n for both parities.
+    lx = (torch.arange(1, cols + 1, dtype=dt) - (cols // 2 + 1)) / cols
+    ly = (torch.arange(1, rows + 1, dtype=dt) - (rows // 2 + 1)) / rows
+    lyy, lxx = torch.meshgrid(ly, lx, indexing="ij")
+    lp = torch.fft.fftshift(1.0 / (1.0 + (torch.sqrt(lxx * lxx + lyy * lyy) / 0.45) ** 30))
+    log_gabor = []
+    for s in range(nscale):
+        fo = 1.0 / (min_wavelength * mult**s)
+        lg = torch.exp(-(torch.log(radius / fo) ** 2) / (2 * math.log(sigma_onf) ** 2)) * lp
+        lg[0, 0] = 0
+        log_gabor.append(lg)
+    filters, noise = [], []
+    for o in range(norient):
+        angl = o * math.pi / norient
+        ds = sintheta * math.cos(angl) - costheta * math.sin(angl)
+        dc = costheta * math.cos(angl) + sintheta * math.sin(angl)
+        spread = torch.exp(-(torch.abs(torch.atan2(ds, dc)) ** 2) / (2 * theta_sigma**2))
+        bank = [log_gabor[s] * spread for s in range(nscale)]
+        ifft_filters = [torch.fft.ifft2(f).real * math.sqrt(rows * cols) for f in bank]
+        est_sum_an2 = sum((f * f).sum() for f in ifft_filters)
+        est_sum_aiaj = sum(
+            (ifft_filters[i] * ifft_filters[j]).sum() for i in range(nscale - 1) for j in range(i + 1, nscale)
+        )
+        filters.append(bank)
+        noise.append(((bank[0] * bank[0]).sum(), est_sum_an2, est_sum_aiaj))
+    return filters, noise
+
+
+def _median_rows(x: torch.Tensor) -> torch.Tensor:
+    """Median of each row of ``(B, N)`` (the mean of the two middle values for even ``N``, as MATLAB)."""
+    n = x.shape[1]
+    mid = [(n - 1) // 2] if n % 2 else [n // 2 - 1, n // 2]
+    if x.device.type == "cpu":
+        part = np.partition(x.detach().numpy(), mid, axis=1)  # the same order statistics as a sort, in O(N)
+        vals = torch.from_numpy(part[:, mid])
+    else:
+        vals = torch.sort(x, dim=1).values[:, mid]
+    return vals[:, 0] if n % 2 else (vals[:, 0] + vals[:, 1]) / 2
+
+
 def phase_congruency(
     im: torch.Tensor,
     *,
@@ -317,73 +378,33 @@ def phase_congruency(
     eps = 1e-4
     b, rows, cols = im.shape
     dev, dt = im.device, torch.float64
-    theta_sigma = math.pi / norient / dtheta_on_sigma
     imagefft = torch.fft.fft2(im)
-
-    def axis_range(n: int) -> torch.Tensor:
-        if n % 2:
-            return torch.arange(-(n - 1) / 2, (n - 1) / 2 + 1, dtype=dt, device=dev) / (n - 1)
-        return torch.arange(-n / 2, n / 2, dtype=dt, device=dev) / n
-
-    y, x = torch.meshgrid(axis_range(rows), axis_range(cols), indexing="ij")
-    radius = torch.sqrt(x * x + y * y)
-    radius[rows // 2, cols // 2] = 1.0
-    theta = torch.atan2(-y, x)
-    radius = torch.fft.ifftshift(radius)
-    theta = torch.fft.ifftshift(theta)
-    sintheta, costheta = torch.sin(theta), torch.cos(theta)
-    # lowpassfilter([rows cols], .45, 15): radius grid centred at fix(n/2)+1 with /n for both parities.
-    lx = (torch.arange(1, cols + 1, dtype=dt, device=dev) - (cols // 2 + 1)) / cols
-    ly = (torch.arange(1, rows + 1, dtype=dt, device=dev) - (rows // 2 + 1)) / rows
-    lyy, lxx = torch.meshgrid(ly, lx, indexing="ij")
-    lp = torch.fft.fftshift(1.0 / (1.0 + (torch.sqrt(lxx * lxx + lyy * lyy) / 0.45) ** 30))
-    log_gabor = []
-    for s in range(nscale):
-        fo = 1.0 / (min_wavelength * mult**s)
-        lg = torch.exp(-(torch.log(radius / fo) ** 2) / (2 * math.log(sigma_onf) ** 2)) * lp
-        lg[0, 0] = 0
-        log_gabor.append(lg)
+    filters, noise = _pc_bank(rows, cols, nscale, norient, min_wavelength, mult, sigma_onf, dtheta_on_sigma)
     zero = torch.zeros((b, rows, cols), dtype=dt, device=dev)
     total_energy, total_sum_an = zero.clone(), zero.clone()
     covx2, covy2, covxy = zero.clone(), zero.clone(), zero.clone()
     for o in range(norient):
         angl = o * math.pi / norient
-        ds = sintheta * math.cos(angl) - costheta * math.sin(angl)
-        dc = costheta * math.cos(angl) + sintheta * math.sin(angl)
-        spread = torch.exp(-(torch.abs(torch.atan2(ds, dc)) ** 2) / (2 * theta_sigma**2))
         sum_e, sum_o, sum_an, energy = zero.clone(), zero.clone(), zero.clone(), zero.clone()
-        eo_list, ifft_filters = [], []
-        em_n = None
+        eo_list = []
         max_an = None
         for s in range(nscale):
-            filt = log_gabor[s] * spread
-            ifft_filters.append(torch.fft.ifft2(filt).real * math.sqrt(rows * cols))
-            eo = torch.fft.ifft2(imagefft * filt)
+            eo = torch.fft.ifft2(imagefft * filters[o][s].to(dev))
             eo_list.append(eo)
             an = torch.abs(eo)
             sum_an = sum_an + an
             sum_e = sum_e + eo.real
             sum_o = sum_o + eo.imag
-            if s == 0:
-                em_n = (filt * filt).sum()
-                max_an = an
-            else:
-                max_an = torch.maximum(max_an, an)
+            max_an = an if s == 0 else torch.maximum(max_an, an)
         x_energy = torch.sqrt(sum_e * sum_e + sum_o * sum_o) + eps
         mean_e, mean_o = sum_e / x_energy, sum_o / x_energy
         for eo in eo_list:
             e, od = eo.real, eo.imag
             energy = energy + e * mean_e + od * mean_o - torch.abs(e * mean_o - od * mean_e)
-        e2 = (torch.abs(eo_list[0]) ** 2).reshape(b, -1)
-        srt = torch.sort(e2, dim=1).values
-        n = srt.shape[1]
-        median = srt[:, (n - 1) // 2] if n % 2 else (srt[:, n // 2 - 1] + srt[:, n // 2]) / 2
+        median = _median_rows((torch.abs(eo_list[0]) ** 2).reshape(b, -1))
         mean_e2n = -median / math.log(0.5)
+        em_n, est_sum_an2, est_sum_aiaj = (v.to(dev) for v in noise[o])
         noise_power = mean_e2n / em_n
-        est_sum_an2 = sum((f * f).sum() for f in ifft_filters)
-        est_sum_aiaj = sum(
-            (ifft_filters[i] * ifft_filters[j]).sum() for i in range(nscale - 1) for j in range(i + 1, nscale)
-        )
         est_noise_energy2 = 2 * noise_power * est_sum_an2 + 4 * noise_power * est_sum_aiaj
         tau = torch.sqrt(est_noise_energy2 / 2)
         t = (tau * math.sqrt(math.pi / 2) + k * torch.sqrt((2 - math.pi / 2) * tau * tau)) / 1.7
