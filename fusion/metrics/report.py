@@ -497,9 +497,11 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg: EvalConfig, metric_names: list[str], fuser_names: list[str]) -> None:
+    import cv2
     import torch
 
     torch.set_num_threads(1)  # the processes share the cores; one thread each avoids oversubscription
+    cv2.setNumThreads(1)
     _WORKER.update(cfg=cfg, profile=get_profile(cfg.profile), metrics=metric_names,
                    fusers={n: FuserSpec.parse(n, cfg.fuser_settings).build(device=cfg.device) for n in fuser_names})
 
