@@ -44,6 +44,12 @@ def _log_add(p: float, acc: float, factor: float) -> tuple[float, float]:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _log10_total(p: float, acc: float) -> float:
+    """The base-10 sum of logarithms held by a :func:`_log_add` pair."""
+    return (acc + math.log(p)) / _LN10
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _vif_pixel(m1: float, m2: float, rr: float, dd: float, rd: float, sigma_nsq: float) -> tuple[float, float, float]:
     """One pixel of Sheikh's VIF from local means and filtered products: ``(g, 1 + g^2 s1 / (sv + sn), 1 + s1/sn)``,
     the masked assignments in the reference code's order (``vifp_mscale.m``)."""
@@ -84,14 +90,14 @@ def vif_sums(mu1: np.ndarray, mu2: np.ndarray, rr: np.ndarray, dd: np.ndarray, r
     num = np.zeros(b)
     den = np.zeros(b)
     for i in range(b):
-        pn, an, pd, ad = 1.0, 0.0, 1.0, 0.0
+        pn, an, pd, ad = 1.0, 0.0, 1.0, 0.0  # running products and sums of the two logarithms
         for y in range(h):
             for x in range(w):
                 _, fn, fd = _vif_pixel(mu1[i, y, x], mu2[i, y, x], rr[i, y, x], dd[i, y, x], rd[i, y, x], sigma_nsq)
                 pn, an = _log_add(pn, an, fn)
                 pd, ad = _log_add(pd, ad, fd)
-        num[i] = (an + math.log(pn)) / _LN10
-        den[i] = (ad + math.log(pd)) / _LN10
+        num[i] = _log10_total(pn, an)
+        den[i] = _log10_total(pd, ad)
     return num, den
 
 
@@ -118,8 +124,8 @@ def viff_sums(mu_a: np.ndarray, rr_a: np.ndarray, rd_a: np.ndarray, mu_b: np.nda
                     pn, an = _log_add(pn, an, fnb)
                     pd, ad = _log_add(pd, ad, fdb)
         n = h * w * c
-        num[i] = (an + math.log(pn)) / _LN10 + n
-        den[i] = (ad + math.log(pd)) / _LN10 + n
+        num[i] = _log10_total(pn, an) + n
+        den[i] = _log10_total(pd, ad) + n
     return num, den
 
 
