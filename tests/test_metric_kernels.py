@@ -8,6 +8,8 @@ reference codes' special cases (equal gradients, zero variances, zero gradients)
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,7 @@ from scipy.ndimage import uniform_filter
 
 from fusion.metrics import _ops
 from fusion.metrics._kernels import uniform_filter_f32
-from fusion.metrics._parallel import parallel_map
+from fusion.metrics._parallel import metric_threads, parallel_map
 from fusion.metrics.fmi import fmi
 from fusion.metrics.gradient import nabf, qabf
 from fusion.metrics.information import cross_entropy, mutual_information, mutual_information_vifb
@@ -121,6 +123,79 @@ def test_remaining_compiled_paths_match_torch(seed):
             assert torch.equal(got, want)  # the same taps in the same order
 
 
+def test_small_filters_keep_the_exact_tap_order():
+    # VIF's 5x5 and 3x3 windows (scales 3 and 4) must take conv2's MATLAB-ordered sums on both paths: OpenCV's
+    # separable filter differs by 1e-13, which near-flat references amplify into 1e-5 of VIF.
+    x = _images(10)[0][0].numpy() / 7
+    for n in (3, 5, 9, 17):
+        win = _ops.fspecial_gaussian(n, n / 5.0)
+        want = _ops.filter2(win, torch.from_numpy(x)[None], "valid")[0].numpy()
+        assert np.array_equal(_ops.filter2_valid_np(win, x), want)
+        want = _ops.filter2(win, torch.from_numpy(x)[None], "same")[0].numpy()
+        if n <= 5:
+            assert np.array_equal(_ops.filter2_same_np(win, x), want)
+        else:
+            assert np.allclose(_ops.filter2_same_np(win, x), want, rtol=1e-14, atol=1e-12)
+
+
+def test_vif_on_a_near_flat_reference():
+    f, a, b = _images(11)
+    flat = 100 + (a - 100) * 1e-3  # variances cancel almost completely
+    _close(*_both(vif_pixel_sum, flat, b, f), 1e-9)
+    _close(*_both(viff, flat, b, f), 1e-9)
+
+
+def test_qabf_float32_is_the_evaluators_numpy_formula():
+    # The CDDFuse Evaluator's Qabf (float32 images): scipy convolve2d Sobel, numpy float32 arithmetic and pairwise
+    # sums. Restated here with the same numpy calls; the compiled path is bit-identical.
+    from scipy.signal import convolve2d
+
+    f, a, b = (x[0].numpy().astype(np.float32) for x in _images(12))
+
+    def grad(img):
+        sx = convolve2d(img, np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32), mode="same")
+        sy = convolve2d(img, np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], np.float32), mode="same")
+        g = np.sqrt(sx * sx + sy * sy)
+        ang = np.zeros_like(img)
+        ang[sx == 0] = np.pi / 2
+        ang[sx != 0] = np.arctan(sy[sx != 0] / sx[sx != 0])
+        return g, ang
+
+    def q(ga, aa, gf, af):
+        rel = np.zeros_like(ga)
+        rel[ga > gf] = gf[ga > gf] / ga[ga > gf]
+        rel[ga == gf] = gf[ga == gf]
+        rel[ga < gf] = ga[ga < gf] / gf[ga < gf]
+        align = 1 - np.abs(aa - af) / (np.pi / 2)
+        return 0.9994 / (1 + np.exp(-15 * (rel - 0.5))) * (0.9879 / (1 + np.exp(-22 * (align - 0.8))))
+
+    (ga, aa), (gb, ab), (gf, af) = grad(a), grad(b), grad(f)
+    want = np.sum(q(ga, aa, gf, af) * ga + q(gb, ab, gf, af) * gb) / np.sum(ga + gb)
+    got = qabf(*(torch.from_numpy(x)[None] for x in (a, b, f)))
+    assert got.dtype == torch.float32
+    assert float(got[0]) == float(want)
+
+
+def test_nan_propagates_as_in_the_reference():
+    f, a, b = _images(13)
+    a = a.clone()
+    a[0, 30, 40] = float("nan")
+    for got, want in (_both(normalize1, a), _both(nabf, f, a, b), _both(fmi, a, b, f, feature="none")):
+        assert torch.equal(torch.isnan(got), torch.isnan(want))
+    assert torch.isnan(normalize1(a)[0]).all() and not torch.isnan(normalize1(a)[1]).any()
+    assert torch.isnan(nabf(f, a, b)[0]) and not torch.isnan(nabf(f, a, b)[1])
+    with pytest.raises(ValueError, match="outside 0..255"):  # a histogram has no bin for NaN
+        mutual_information_vifb(a, f)
+
+
+def test_degenerate_constants_divide_like_numpy():
+    # A zero noise variance or data range divides by zero: NaN/inf as numpy, never a Python ZeroDivisionError.
+    f, a, b = _images(14)
+    _close(*_both(vif_pixel, a, f, sigma_nsq=0.0), 1e-9)
+    flat = torch.full_like(f, 7.0)
+    assert torch.isnan(ssim_skimage_float32_sum(flat, [flat], data_range=0.0)).all()
+
+
 def test_histogram_kernel_refuses_values_outside_the_grey_range():
     x = torch.zeros(1, 4, 4, dtype=torch.float64)
     x[0, 1, 1] = 256
@@ -135,7 +210,10 @@ def test_batches_equal_single_images():
     for fn in (lambda f, a, b: vif_pixel_sum(a, b, f), lambda f, a, b: viff(a, b, f), lambda f, a, b: qabf(a, b, f),
                lambda f, a, b: nabf(f, a, b), lambda f, a, b: ssim_sum(f, [a, b]),
                lambda f, a, b: ssim_skimage_float32_sum(f, [a, b]), lambda f, a, b: qcb(a, b, f),
-               lambda f, a, b: qcv(a, b, f), lambda f, a, b: fmi(a, b, f, feature="edge")):
+               lambda f, a, b: qcv(a, b, f), lambda f, a, b: fmi(a, b, f, feature="edge"),
+               lambda f, a, b: ssim_matlab_sum(f, [a, b]),
+               lambda f, a, b: sum(vif_pixel_pair(a, b, f, saturate_uint8=True)),
+               lambda f, a, b: mutual_information_vifb(a, f)):
         whole = fn(f, a, b)
         parts = torch.cat([fn(f[i : i + 1], a[i : i + 1], b[i : i + 1]) for i in range(2)])
         assert torch.equal(whole, parts)
@@ -170,15 +248,20 @@ def test_compiled_results_do_not_depend_on_the_thread_count():
     f, a, b = _images(8, 120, 160)
     fns = [lambda: vif_pixel_sum(a, b, f), lambda: viff(a, b, f), lambda: qabf(a, b, f), lambda: nabf(f, a, b),
            lambda: ssim_sum(f, [a, b]), lambda: ssim_matlab_sum(f, [a, b]),
-           lambda: ssim_skimage_float32_sum(f, [a, b])]
+           lambda: ssim_skimage_float32_sum(f, [a, b]), lambda: qcb(a, b, f), lambda: qcv(a, b, f),
+           lambda: fmi(a, b, f, feature="dct"), lambda: mutual_information_vifb(a, f)]
     old = torch.get_num_threads()
+    env = os.environ.pop("FUSION_METRIC_THREADS", None)  # the test sets the count through torch
     try:
         out = {}
         for n in (1, 2):
             torch.set_num_threads(n)
+            assert metric_threads() == min(n, os.cpu_count() or 1)
             out[n] = [fn() for fn in fns]
     finally:
         torch.set_num_threads(old)
+        if env is not None:
+            os.environ["FUSION_METRIC_THREADS"] = env
     for x, y in zip(out[1], out[2], strict=True):
         assert torch.equal(x, y)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -54,24 +55,26 @@ RGB2GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 _EXACT_TAPS = 25
 
 
-_COMPILED = [True]
+_STATE = threading.local()
 
 
 def use_compiled(x: torch.Tensor) -> bool:
-    """Whether a metric on ``x`` runs its compiled CPU kernels (:mod:`fusion.metrics._kernels`): CPU tensors, unless
-    inside :func:`torch_reference`. Other devices run the torch formulation."""
-    return x.device.type == "cpu" and _COMPILED[0]
+    """Whether a metric on ``x`` runs its compiled CPU kernels (:mod:`fusion.metrics._kernels`): CPU tensors that do
+    not require gradients, unless this thread is inside :func:`torch_reference`. Other devices, and tensors in an
+    autograd graph, run the torch formulation."""
+    return x.device.type == "cpu" and not x.requires_grad and getattr(_STATE, "compiled", True)
 
 
 @contextlib.contextmanager
 def torch_reference() -> Iterator[None]:
-    """Run the metrics' torch formulation on CPU too (the reference the compiled kernels are tested against)."""
-    old = _COMPILED[0]
-    _COMPILED[0] = False
+    """Run the metrics' torch formulation on CPU too, in this thread (the reference the compiled kernels are tested
+    against)."""
+    old = getattr(_STATE, "compiled", True)
+    _STATE.compiled = False
     try:
         yield
     finally:
-        _COMPILED[0] = old
+        _STATE.compiled = old
 
 
 def sqrt(x: torch.Tensor) -> torch.Tensor:
@@ -211,12 +214,14 @@ def _sep_valid(img: np.ndarray, sep: tuple[np.ndarray, np.ndarray]) -> np.ndarra
 
 
 def filter2_valid_np(k: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """MATLAB ``filter2(k, x, 'valid')`` of one ``(H, W)`` float64 numpy image, for odd separable ``k`` (the same
-    arithmetic as :func:`filter2` on CPU tensors). Returns a view into the filtered image."""
+    """MATLAB ``filter2(k, x, 'valid')`` of one ``(H, W)`` float64 numpy image: the arithmetic of :func:`filter2` on
+    CPU tensors (OpenCV's separable filter for odd separable kernels of more than 25 taps, MATLAB-ordered shifted
+    sums below). Returns a view into the filtered image for the former."""
     kk = np.ascontiguousarray(k, dtype=np.float64)
     sep = _separable_cached(kk.tobytes(), kk.shape)
-    if sep is None or not (kk.shape[0] % 2 and kk.shape[1] % 2):
-        return filter2(kk, torch.from_numpy(np.ascontiguousarray(x))[None], "valid")[0].numpy()
+    small = np.count_nonzero(kk) <= _EXACT_TAPS
+    if small or sep is None or not (kk.shape[0] % 2 and kk.shape[1] % 2):
+        return filter2(kk, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))[None], "valid")[0].numpy()
     if x.shape[0] < kk.shape[0] or x.shape[1] < kk.shape[1]:
         raise ValueError(f"filter2 'valid': image {x.shape[0]}x{x.shape[1]} is smaller than the kernel "
                          f"{kk.shape[0]}x{kk.shape[1]}")
@@ -231,8 +236,8 @@ def filter2_same_np(k: np.ndarray, x: np.ndarray) -> np.ndarray:
 
     kk = np.ascontiguousarray(k, dtype=np.float64)
     sep = _separable_cached(kk.tobytes(), kk.shape)
-    if sep is None or not (kk.shape[0] % 2 and kk.shape[1] % 2):
-        return filter2(kk, torch.from_numpy(np.ascontiguousarray(x))[None], "same")[0].numpy()
+    if np.count_nonzero(kk) <= _EXACT_TAPS or sep is None or not (kk.shape[0] % 2 and kk.shape[1] % 2):
+        return filter2(kk, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))[None], "same")[0].numpy()
     col, row = sep
     return cv2.sepFilter2D(np.ascontiguousarray(x, dtype=np.float64), cv2.CV_64F, row, col,
                            borderType=cv2.BORDER_CONSTANT)
@@ -289,7 +294,7 @@ def hist256(x: torch.Tensor) -> torch.Tensor:
         from fusion.metrics._kernels import histogram256
 
         xs = x.detach().numpy()
-        return torch.from_numpy(histogram256(xs, xs, False)[:, :, 0])
+        return torch.from_numpy(np.ascontiguousarray(histogram256(xs, xs, False)[:, :, 0]))
     b = x.shape[0]
     idx = flat(x).long() + torch.arange(b, device=x.device)[:, None] * 256
     return torch.bincount(idx.reshape(-1), minlength=b * 256).reshape(b, 256).to(torch.float64)
@@ -310,7 +315,7 @@ def entropy_bits(counts: torch.Tensor, base: float = 2.0) -> torch.Tensor:
     """Shannon entropy of histograms ``(B, ...)`` (normalised here), skipping empty bins."""
     c = counts.reshape(counts.shape[0], -1)
     if use_compiled(c):
-        # numpy's vectorised log is ~10x torch's float64 log on CPU; the same terms, summed pairwise either way
+        # numpy's vectorised log is ~10x torch's float64 log on CPU (the two differ in the last digit on some values)
         cn = c.detach().numpy()
         pn = cn / cn.sum(axis=1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -351,8 +356,8 @@ def fft_filter_np(x: np.ndarray, centred_response: np.ndarray, workers: int | No
     threads).
 
     ``real(ifft2(X H))`` of a real image is the inverse transform of ``X`` times the Hermitian part of ``H``,
-    ``(H(k) + H(-k)) / 2``, which a real inverse transform takes exactly (``H`` real); it differs from ``H`` only on
-    the Nyquist row and column of even sizes.
+    ``(H(k) + H(-k)) / 2``, which a real inverse transform takes exactly (``H`` real); for the radially symmetric
+    responses of the metrics that part differs from ``H`` only on the Nyquist row and column of even sizes.
     """
     import scipy.fft
 

@@ -1,11 +1,12 @@
 """Both cores for one image pair: a shared thread pool for metric work.
 
-The metric kernels spend their time in numpy, OpenCV, SciPy and torch calls that release the GIL, so threads (not
-processes) run them side by side without copying images. The pool is sized by :func:`metric_threads`: the torch
-thread count (which ``OMP_NUM_THREADS`` and ``torch.set_num_threads`` set, so a worker process told to use one thread
-stays serial), at most the number of cores. Work submitted from inside a pool thread runs serially in that thread, so
-nested parallel sections cannot deadlock. What runs through here does not depend on the thread count: every task
-writes its own output and the reductions run in a fixed order after the tasks (tested bit for bit).
+The metric kernels spend their time in numpy, OpenCV, SciPy, numba and torch calls that release the GIL, so threads
+(not processes) run them side by side without copying images. The pool is sized by :func:`metric_threads`: the
+``FUSION_METRIC_THREADS`` environment variable if set, else the torch thread count (which ``OMP_NUM_THREADS`` and
+``torch.set_num_threads`` set, so a worker process told to use one thread stays serial), at most the number of cores.
+Work submitted from inside a pool thread runs serially in that thread, so nested parallel sections cannot deadlock.
+What runs through here does not depend on the thread count: every task writes its own output and the reductions run
+in a fixed order after the tasks (tested bit for bit).
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ R = TypeVar("R")
 
 _local = threading.local()
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+# One pool per size, never shut down while the process lives: a caller may still be using a pool when another
+# thread asks for a different size.
+_pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def metric_threads() -> int:
-    """Threads one metric evaluation may use: ``torch.get_num_threads()``, capped at the number of cores."""
+    """Threads one metric evaluation may use (see the module docstring)."""
     import torch
 
     env = os.environ.get("FUSION_METRIC_THREADS")
@@ -42,21 +44,27 @@ def _mark_worker() -> None:
 
 
 def _get_pool(n: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
     with _lock:
-        if _pool is None or _pool_size != n:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fusion-metrics", initializer=_mark_worker)
-            _pool_size = n
-        return _pool
+        if n not in _pools:
+            _pools[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fusion-metrics",
+                                           initializer=_mark_worker)
+        return _pools[n]
+
+
+def _forget_pools() -> None:
+    # a forked child inherits the pool objects but not their threads
+    _pools.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
 
 
 def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """``[fn(x) for x in items]``, the calls spread over :func:`metric_threads` threads; results in input order.
 
-    Serial when one thread is allowed, when there is a single item, or when called from a pool thread. The first
-    exception raised by a call is re-raised here.
+    Serial when one thread is allowed, when there is a single item, or when called from a pool thread. If calls
+    fail, the exception of the first failing item (in input order) is raised here.
     """
     items = list(items)
     n = metric_threads()

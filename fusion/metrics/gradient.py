@@ -75,8 +75,8 @@ def qabf(
 
 def _qabf_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, params: tuple[float, ...]) -> torch.Tensor:
     """:func:`qabf` on CPU: compiled passes for the Sobel responses and the per-pixel arithmetic, numpy's vectorised
-    ``arctan``/``exp`` in between (the same operations, in the images' dtype; sums in float64)."""
-    from fusion.metrics._kernels import qabf_exponents, qabf_sums, sobel_strength
+    ``arctan``/``exp`` in between and numpy's sums, all in the images' dtype."""
+    from fusion.metrics._kernels import qabf_exponents, qabf_maps, sobel_strength
 
     dt = np.float32 if fused.dtype == torch.float32 else np.float64
     p = np.array([*params, math.pi / 2, 1.0], dtype=dt)
@@ -97,8 +97,10 @@ def _qabf_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, params: tup
         return g, np.exp(eg, out=eg), np.exp(ea, out=ea)
 
     (ga, ega, eaa), (gb, egb, eab) = parallel_map(source, [a, b])
-    num, den = qabf_sums(ga, ega, eaa, gb, egb, eab, p)
-    return torch.from_numpy(num / den).to(fused.dtype)
+    num, den = qabf_maps(ga, ega, eaa, gb, egb, eab, p)
+    # numpy's pairwise sums of each image's maps, in the images' dtype: what the CDDFuse Evaluator does in float32
+    q = np.array([n.sum() / d.sum() for n, d in zip(num, den, strict=True)], dtype=dt)
+    return torch.from_numpy(q)
 
 
 def _sobel_reflect(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -296,7 +296,7 @@ def qcv(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, *, window: int = 
     return (lam_a * da + lam_b * db).sum(dim=(1, 2)) / (lam_a + lam_b).sum(dim=(1, 2))
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)  # 24 float64 maps per size: ~60 MB at 640x480
 def _pc_bank(rows: int, cols: int, nscale: int, norient: int, min_wavelength: float, mult: float, sigma_onf: float,
              dtheta_on_sigma: float) -> tuple[list[list[torch.Tensor]], list[tuple[torch.Tensor, ...]]]:
     """The log-Gabor filter bank of :func:`phase_congruency` for one image size (it does not depend on the image):
