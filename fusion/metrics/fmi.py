@@ -141,7 +141,8 @@ def fmi(
         from fusion.metrics._kernels import fmi_mean
 
         arrs = [x.detach().contiguous().numpy() for x in (fa, fb, ff)]
-        parts = parallel_map(lambda i: fmi_mean(*(x[i : i + 1] for x in arrs), window), range(ff.shape[0]))
+        parts = parallel_map(lambda i: fmi_mean(*(x[i : i + 1] for x in arrs), window), range(ff.shape[0]),
+                             pixels=ff[0].numel())
         return torch.from_numpy(np.concatenate(parts))
     pa, pb, pf = _windows(fa, window), _windows(fb, window), _windows(ff, window)
     out = torch.zeros(a.shape[0], dtype=torch.float64, device=a.device)

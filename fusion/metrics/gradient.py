@@ -96,7 +96,7 @@ def _qabf_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, params: tup
         qabf_exponents(g, ang, gf, af, p, eg, ea)
         return g, np.exp(eg, out=eg), np.exp(ea, out=ea)
 
-    (ga, ega, eaa), (gb, egb, eab) = parallel_map(source, [a, b])
+    (ga, ega, eaa), (gb, egb, eab) = parallel_map(source, [a, b], pixels=a.numel())
     num, den = qabf_maps(ga, ega, eaa, gb, egb, eab, p)
     # numpy's pairwise sums of each image's maps, in the images' dtype: what the CDDFuse Evaluator does in float32
     q = np.array([n.sum() / d.sum() for n, d in zip(num, den, strict=True)], dtype=dt)
@@ -200,6 +200,6 @@ def _nabf_cpu(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, params: tup
         wts = np.where(g >= td, np.power(g, lg), wt_min)
         return g, wts, np.exp(eg, out=eg), np.exp(ea, out=ea)
 
-    sa, sb = parallel_map(source, [a, b])
+    sa, sb = parallel_map(source, [a, b], pixels=a.numel())
     num, den = nabf_sums(*sa, *sb, gf, p)
     return torch.from_numpy(num / den)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from fusion.metrics._ops import (
+    _EXACT_TAPS,
     block_reduce,
     fft_filter,
     fft_filter_np,
@@ -60,8 +61,12 @@ def _filter_valid(win: np.ndarray, xs: list[Array]) -> list[Array]:
     metric threads (OpenCV releases the GIL)."""
     if not isinstance(xs[0], np.ndarray):
         return [filter2(win, x, "valid") for x in xs]
+    if np.count_nonzero(win) <= _EXACT_TAPS:
+        # small windows take conv2's exact shifted sums: one compiled call for every image at once
+        whole = filter2(win, torch.from_numpy(np.concatenate(xs)), "valid").numpy()
+        return np.split(whole, np.cumsum([x.shape[0] for x in xs])[:-1])
     jobs = [(i, j) for i, x in enumerate(xs) for j in range(x.shape[0])]
-    out = parallel_map(lambda ij: filter2_valid_np(win, xs[ij[0]][ij[1]]), jobs)
+    out = parallel_map(lambda ij: filter2_valid_np(win, xs[ij[0]][ij[1]]), jobs, pixels=xs[0][0].size)
     res, k = [], 0
     for x in xs:
         part = out[k : k + x.shape[0]]
@@ -120,7 +125,7 @@ def _vif_ratio(refs: list[torch.Tensor], dist: torch.Tensor, sigma_nsq: float, s
     den = np.zeros_like(num)
     for mus, mu2, rrs, dd, rds in _vif_stats(refs, dist, saturate_uint8):
         jobs = [(m, mu2, r, dd, c) for m, r, c in zip(mus, rrs, rds, strict=True)]
-        sums = parallel_map(lambda args: vif_sums(*args, sigma_nsq), jobs)
+        sums = parallel_map(lambda args: vif_sums(*args, sigma_nsq), jobs, pixels=mu2.size)
         for i, (n, d) in enumerate(sums):
             num[i] += n
             den[i] += d
@@ -256,9 +261,10 @@ def _qcb_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, sd: torch.Te
         y = fft_filter_np(_normalize1(x), resp, workers=1)[0]
         return filter2_same_np(g1, y)[None], filter2_same_np(g2, y)[None]
 
-    maps = parallel_map(contrast_maps, images)
+    maps = parallel_map(contrast_maps, images, pixels=images[0].size)
     n = a.shape[0]
-    per = parallel_map(lambda i: qcb_mean(*maps[i], *maps[n + i], *maps[2 * n + i]), range(n))
+    per = parallel_map(lambda i: qcb_mean(*maps[i], *maps[n + i], *maps[2 * n + i]), range(n),
+                       pixels=images[0].size)
     return torch.from_numpy(np.concatenate(per))
 
 

@@ -57,12 +57,12 @@ def _ssim_sum(x: torch.Tensor, ys: list[torch.Tensor], win: np.ndarray, pad: int
         out = [filter2_valid_np(win, np.pad(im, pad, mode="edge") if pad else im) for im in t]
         return out[0][None] if len(out) == 1 else np.stack(out)
 
-    mux, sxx = run_parallel(lambda: blur_np(xn), lambda: blur_np(xn * xn))
+    mux, sxx = run_parallel(lambda: blur_np(xn), lambda: blur_np(xn * xn), pixels=xn.size)
 
     def one(y: np.ndarray) -> np.ndarray:
         return ssim_mean(mux, blur_np(y), sxx, blur_np(y * y), blur_np(xn * y), c1, c2)
 
-    return torch.from_numpy(np.sum(parallel_map(one, yn), axis=0))
+    return torch.from_numpy(np.sum(parallel_map(one, yn, pixels=xn.size), axis=0))
 
 
 def ssim(
@@ -151,8 +151,9 @@ def ssim_skimage_float32_sum(
     ys = [b.detach().cpu().numpy().astype(np.float32) for b in others]
 
     def one_image(x: np.ndarray, y_list: list[np.ndarray]) -> float:
-        ux, uxx = run_parallel(lambda: uniform_filter_f32(x, win_size), lambda: uniform_filter_f32(x * x, win_size))
-        return sum(parallel_map(lambda y: ssim_f32_mean(x, y, ux, uxx, win_size, c1, c2), y_list))
+        ux, uxx = run_parallel(lambda: uniform_filter_f32(x, win_size), lambda: uniform_filter_f32(x * x, win_size),
+                               pixels=x.size)
+        return sum(parallel_map(lambda y: ssim_f32_mean(x, y, ux, uxx, win_size, c1, c2), y_list, pixels=x.size))
 
     out = [one_image(x, [y[i] for y in ys]) for i, x in enumerate(xs)]
     return torch.tensor(out, dtype=torch.float64, device=a.device)
