@@ -138,6 +138,15 @@ def test_small_filters_keep_the_exact_tap_order():
             assert np.allclose(_ops.filter2_same_np(win, x), want, rtol=1e-14, atol=1e-12)
 
 
+def test_strided_small_filters_equal_the_kept_pixels():
+    x = np.stack([_images(15)[1][0].numpy() / 3, _images(16)[2][0].numpy()])[:, :37, :50]
+    for n in (3, 5):
+        win = _ops.fspecial_gaussian(n, n / 5.0)
+        full = _ops.filter2(win, torch.from_numpy(x), "valid").numpy()
+        for stride in (1, 2):
+            assert np.array_equal(_ops.filter2_valid_taps_np(win, x, stride), full[:, ::stride, ::stride])
+
+
 def test_vif_on_a_near_flat_reference():
     f, a, b = _images(11)
     flat = 100 + (a - 100) * 1e-3  # variances cancel almost completely

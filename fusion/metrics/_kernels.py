@@ -525,19 +525,27 @@ def block_sums(x: np.ndarray, window: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def shifted_sum(xp: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: np.ndarray, ho: int, wo: int) -> np.ndarray:
-    """``out[i, r, c] = sum_t xp[i, r + rows[t], c + cols[t]] * k[t]``, the terms added in the order given (the first
-    one taken as it is): :func:`fusion.metrics._ops.conv2`'s shifted sums in one pass."""
+def shifted_sum(xp: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: np.ndarray, ho: int, wo: int,
+                stride: int = 1) -> np.ndarray:
+    """``out[i, r, c] = sum_t xp[i, stride r + rows[t], stride c + cols[t]] * k[t]``, the terms added in the order
+    given (the first one taken as it is): :func:`fusion.metrics._ops.conv2`'s shifted sums in one pass, optionally
+    only at every ``stride``-th output pixel."""
     bsz = xp.shape[0]
     n = len(k)
     out = np.empty((bsz, ho, wo))
+    # tap by tap over whole rows (vectorised); every pixel still adds its taps in the given order
     for i in range(bsz):
-        for r in range(ho):
-            for c in range(wo):
-                acc = xp[i, r + rows[0], c + cols[0]] * k[0]
-                for t in range(1, n):
-                    acc = acc + xp[i, r + rows[t], c + cols[t]] * k[t]
-                out[i, r, c] = acc
+        for t in range(n):
+            dr, dc, kt = rows[t], cols[t], k[t]
+            for r in range(ho):
+                src = xp[i, stride * r + dr]
+                dst = out[i, r]
+                if t == 0:
+                    for c in range(wo):
+                        dst[c] = src[stride * c + dc] * kt
+                else:
+                    for c in range(wo):
+                        dst[c] = dst[c] + src[stride * c + dc] * kt
     return out
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "filter2",
     "filter2_valid_np",
     "filter2_same_np",
+    "filter2_valid_taps_np",
     "imfilter_replicate",
     "gradient",
     "fspecial_gaussian",
@@ -226,6 +227,27 @@ def filter2_valid_np(k: np.ndarray, x: np.ndarray) -> np.ndarray:
         raise ValueError(f"filter2 'valid': image {x.shape[0]}x{x.shape[1]} is smaller than the kernel "
                          f"{kk.shape[0]}x{kk.shape[1]}")
     return _sep_valid(np.ascontiguousarray(x, dtype=np.float64), sep)
+
+
+def filter2_valid_taps_np(k: np.ndarray, x: np.ndarray, stride: int = 1) -> np.ndarray:
+    """``filter2(k, x, 'valid')[:, ::stride, ::stride]`` of a ``(B, H, W)`` float64 numpy batch by :func:`conv2`'s
+    MATLAB-ordered shifted sums (bit-identical), computing only the kept pixels. For small kernels."""
+    from fusion.metrics._kernels import shifted_sum
+
+    kk = np.asarray(k, dtype=np.float64)[::-1, ::-1]  # filter2 = conv2 with the rotated kernel
+    kh, kw = kk.shape
+    b, h, w = x.shape
+    if h < kh or w < kw:
+        raise ValueError(f"filter2 'valid': image {h}x{w} is smaller than the kernel {kh}x{kw}")
+    taps = [(u, v) for v in range(kw) for u in range(kh) if kk[u, v] != 0.0]
+    if not taps:
+        return np.zeros((b, -(-(h - kh + 1) // stride), -(-(w - kw + 1) // stride)))
+    # conv2 'valid': out[r, c] = sum k[u, v] x[r + kh - 1 - u, c + kw - 1 - v]
+    rows = np.array([kh - 1 - u for u, _ in taps], dtype=np.int64)
+    cols = np.array([kw - 1 - v for _, v in taps], dtype=np.int64)
+    vals = np.array([kk[u, v] for u, v in taps])
+    ho, wo = -(-(h - kh + 1) // stride), -(-(w - kw + 1) // stride)
+    return shifted_sum(np.ascontiguousarray(x, dtype=np.float64), rows, cols, vals, ho, wo, stride)
 
 
 def filter2_same_np(k: np.ndarray, x: np.ndarray) -> np.ndarray:

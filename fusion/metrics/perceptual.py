@@ -16,6 +16,7 @@ from fusion.metrics._ops import (
     filter2,
     filter2_same_np,
     filter2_valid_np,
+    filter2_valid_taps_np,
     flat,
     freqspace,
     fspecial_gaussian,
@@ -56,22 +57,23 @@ def _vif_maps(mu1: torch.Tensor, mu2: torch.Tensor, s1: torch.Tensor, s2: torch.
     return g, torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq)
 
 
-def _filter_valid(win: np.ndarray, xs: list[Array]) -> list[Array]:
-    """``filter2(win, x, 'valid')`` of each ``(B, H, W)`` batch; numpy batches are filtered image by image on the
-    metric threads (OpenCV releases the GIL)."""
+def _filter_valid(win: np.ndarray, xs: list[Array], stride: int = 1) -> list[Array]:
+    """``filter2(win, x, 'valid')[:, ::stride, ::stride]`` of each ``(B, H, W)`` batch. Numpy batches: small windows
+    take conv2's exact shifted sums in one compiled call for all images, computing only the kept pixels; larger ones
+    are filtered image by image on the metric threads (OpenCV releases the GIL)."""
     if not isinstance(xs[0], np.ndarray):
-        return [filter2(win, x, "valid") for x in xs]
+        return [filter2(win, x, "valid")[:, ::stride, ::stride] for x in xs]
     if np.count_nonzero(win) <= _EXACT_TAPS:
-        # small windows take conv2's exact shifted sums: one compiled call for every image at once
-        whole = filter2(win, torch.from_numpy(np.concatenate(xs)), "valid").numpy()
+        whole = filter2_valid_taps_np(win, np.concatenate(xs), stride)
         return np.split(whole, np.cumsum([x.shape[0] for x in xs])[:-1])
     jobs = [(i, j) for i, x in enumerate(xs) for j in range(x.shape[0])]
     out = parallel_map(lambda ij: filter2_valid_np(win, xs[ij[0]][ij[1]]), jobs, pixels=xs[0][0].size)
     res, k = [], 0
     for x in xs:
-        part = out[k : k + x.shape[0]]
+        part = [p[::stride, ::stride] for p in out[k : k + x.shape[0]]]
         k += x.shape[0]
-        res.append(part[0][None] if len(part) == 1 else np.stack(part))
+        both = part[0][None] if len(part) == 1 else np.stack(part)  # a view for one image: no copy
+        res.append(np.ascontiguousarray(both) if stride > 1 else both)
     return res
 
 
@@ -91,8 +93,7 @@ def _vif_stats(refs: list[Array], dist: Array, saturate_uint8: bool):
         n = 2 ** (4 - scale + 1) + 1
         win = fspecial_gaussian(n, n / 5.0)
         if scale > 1:
-            low = _filter_valid(win, [*refs, dist])
-            low = [np.ascontiguousarray(x[:, ::2, ::2]) if cpu else x[:, ::2, ::2] for x in low]
+            low = _filter_valid(win, [*refs, dist], stride=2)
             refs, dist = low[:-1], low[-1]
         prods = [dist * dist, *(r * r for r in refs), *(r * dist for r in refs)]
         if saturate_uint8 and scale == 1:
