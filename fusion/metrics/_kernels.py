@@ -222,34 +222,45 @@ def ssim_f32_mean(x: np.ndarray, y: np.ndarray, ux: np.ndarray, uxx: np.ndarray,
 
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sobel3(x: np.ndarray, i: int, r: int, c: int) -> tuple[float, float]:
+    """``filter2([-1 0 1; -2 0 2; -1 0 1], x, 'same')`` and ``filter2([-1 -2 -1; 0 0 0; 1 2 1], x, 'same')`` at
+    ``(r, c)`` of a zero-padded image (one border pixel more on every side), the taps added in the order of
+    :func:`fusion.metrics._ops.conv2` (column-major over the rotated kernel); products by -1 and 2 written as the
+    exact negation and doubling."""
+    up, u1, u2 = x[i, r - 1, c - 1], x[i, r - 1, c], x[i, r - 1, c + 1]
+    m0, m2 = x[i, r, c - 1], x[i, r, c + 1]
+    d0, d1, d2 = x[i, r + 1, c - 1], x[i, r + 1, c], x[i, r + 1, c + 1]
+    gx = d2
+    gx = gx + (m2 + m2)
+    gx = gx + u2
+    gx = gx + -d0
+    gx = gx + -(m0 + m0)
+    gx = gx + -up
+    gy = d2
+    gy = gy + -u2
+    gy = gy + (d1 + d1)
+    gy = gy + -(u1 + u1)
+    gy = gy + d0
+    gy = gy + -up
+    return gx, gy
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def sobel_strength(x: np.ndarray, g: np.ndarray, t: np.ndarray) -> None:
     """Sobel strength ``g`` and slope ``t = s_y / s_x`` (``inf`` where ``s_x = 0``, so that ``arctan(t)`` is the
     reference's pi/2) of a zero-padded ``(B, H + 2, W + 2)`` batch, written into ``(B, H, W)`` arrays of its dtype.
 
-    ``s_x = conv2(x, [-1 0 1; -2 0 2; -1 0 1], 'same')`` and ``s_y = conv2(x, [1 2 1; 0 0 0; -1 -2 -1], 'same')``
-    with the taps added in MATLAB's order (column-major over the kernel, as :func:`fusion.metrics._ops.conv2`), so
-    equal gradients stay equal; the products by -1 and 2 are the exact negation and doubling.
+    ``s_x = conv2(x, [-1 0 1; -2 0 2; -1 0 1], 'same')`` is the negated :func:`_sobel3` x-response at every partial
+    sum (negation is exact), ``s_y = conv2(x, [1 2 1; 0 0 0; -1 -2 -1], 'same')`` its y-response: the MATLAB tap
+    order, so equal gradients stay equal.
     """
     bsz, h, w = g.shape
     for i in range(bsz):
         for r in range(1, h + 1):
             for c in range(1, w + 1):
-                a00, a01, a02 = x[i, r - 1, c - 1], x[i, r - 1, c], x[i, r - 1, c + 1]
-                a10, a12 = x[i, r, c - 1], x[i, r, c + 1]
-                a20, a21, a22 = x[i, r + 1, c - 1], x[i, r + 1, c], x[i, r + 1, c + 1]
-                sx = -a22
-                sx = sx + -(a12 + a12)
-                sx = sx + -a02
-                sx = sx + a20
-                sx = sx + (a10 + a10)
-                sx = sx + a00
-                sy = a22
-                sy = sy + -a02
-                sy = sy + (a21 + a21)
-                sy = sy + -(a01 + a01)
-                sy = sy + a20
-                sy = sy + -a00
+                gx, sy = _sobel3(x, i, r, c)
+                sx = -gx
                 g[i, r - 1, c - 1] = math.sqrt(sx * sx + sy * sy)
                 t[i, r - 1, c - 1] = np.inf if sx == 0 else sy / sx
 
@@ -480,35 +491,15 @@ def normalize1(x: np.ndarray, constant_to_zero: bool = False) -> np.ndarray:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def sobel_magnitude(x: np.ndarray) -> np.ndarray:
-    """``sqrt(g_x^2 + g_y^2)`` of a ``(B, H, W)`` float64 batch with ``g_x = filter2([-1 0 1; -2 0 2; -1 0 1], x,
-    'same')`` and ``g_y`` its transpose (zero borders), the taps added in the order of
-    :func:`fusion.metrics._ops.conv2`."""
-    bsz, h, w = x.shape
+    """``sqrt(g_x^2 + g_y^2)`` (:func:`_sobel3`) of a zero-padded ``(B, H + 2, W + 2)`` float64 batch ->
+    ``(B, H, W)``."""
+    bsz, h, w = x.shape[0], x.shape[1] - 2, x.shape[2] - 2
     out = np.empty((bsz, h, w))
     for i in range(bsz):
-        for r in range(h):
-            for c in range(w):
-                up = x[i, r - 1, c - 1] if r > 0 and c > 0 else 0.0
-                u1 = x[i, r - 1, c] if r > 0 else 0.0
-                u2 = x[i, r - 1, c + 1] if r > 0 and c < w - 1 else 0.0
-                m0 = x[i, r, c - 1] if c > 0 else 0.0
-                m2 = x[i, r, c + 1] if c < w - 1 else 0.0
-                d0 = x[i, r + 1, c - 1] if r < h - 1 and c > 0 else 0.0
-                d1 = x[i, r + 1, c] if r < h - 1 else 0.0
-                d2 = x[i, r + 1, c + 1] if r < h - 1 and c < w - 1 else 0.0
-                gx = d2
-                gx = gx + (m2 + m2)
-                gx = gx + u2
-                gx = gx + -d0
-                gx = gx + -(m0 + m0)
-                gx = gx + -up
-                gy = d2
-                gy = gy + -u2
-                gy = gy + (d1 + d1)
-                gy = gy + -(u1 + u1)
-                gy = gy + d0
-                gy = gy + -up
-                out[i, r, c] = math.sqrt(gx * gx + gy * gy)
+        for r in range(1, h + 1):
+            for c in range(1, w + 1):
+                gx, gy = _sobel3(x, i, r, c)
+                out[i, r - 1, c - 1] = math.sqrt(gx * gx + gy * gy)
     return out
 
 

@@ -287,7 +287,7 @@ def qcv(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, *, window: int = 
         if use_compiled(x):
             from fusion.metrics._kernels import block_sums, sobel_magnitude
 
-            g = sobel_magnitude(x.detach().numpy())
+            g = sobel_magnitude(np.pad(x.detach().numpy(), ((0, 0), (1, 1), (1, 1))))
             return torch.from_numpy(block_sums(np.power(g, alpha, out=g), window))
         gx = filter2(_FLT1, x, "same")
         gy = filter2(_FLT2, x, "same")
