@@ -59,13 +59,13 @@ def _close(got: torch.Tensor, want: torch.Tensor, rel: float, atol: float = 0.0)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_vif_kernels_match_torch(seed):
     f, a, b = _images(seed)
-    # The kernels sum logarithms as running products: rounding of the order of the reference's own (1 + x).
-    _close(*_both(vif_pixel_sum, a, b, f), 1e-9)
-    _close(*_both(vif_pixel, a, f, saturate_uint8=True), 1e-9)
+    # The kernels sum logarithms as flushed running products: one rounding per factor, like the sum of logs.
+    _close(*_both(vif_pixel_sum, a, b, f), 1e-12)
+    _close(*_both(vif_pixel, a, f, saturate_uint8=True), 1e-12)
     got, want = _both(vif_pixel_pair, a, b, f, sigma_nsq=0.4)
-    _close(torch.stack(got), torch.stack(want), 1e-9)
-    _close(*_both(viff, a, b, f), 1e-9)
-    _close(*_both(viff, f, f, f), 1e-9)
+    _close(torch.stack(got), torch.stack(want), 1e-12)
+    _close(*_both(viff, a, b, f), 1e-12)
+    _close(*_both(viff, f, f, f), 1e-12)
 
 
 @pytest.mark.parametrize("scale", [1.0, 1 / 255, 255.0])
@@ -150,8 +150,8 @@ def test_strided_small_filters_equal_the_kept_pixels():
 def test_vif_on_a_near_flat_reference():
     f, a, b = _images(11)
     flat = 100 + (a - 100) * 1e-3  # variances cancel almost completely
-    _close(*_both(vif_pixel_sum, flat, b, f), 1e-9)
-    _close(*_both(viff, flat, b, f), 1e-9)
+    _close(*_both(vif_pixel_sum, flat, b, f), 1e-12)
+    _close(*_both(viff, flat, b, f), 1e-12)
 
 
 def test_qabf_float32_is_the_evaluators_numpy_formula():
@@ -200,7 +200,7 @@ def test_nan_propagates_as_in_the_reference():
 def test_degenerate_constants_divide_like_numpy():
     # A zero noise variance or data range divides by zero: NaN/inf as numpy, never a Python ZeroDivisionError.
     f, a, b = _images(14)
-    _close(*_both(vif_pixel, a, f, sigma_nsq=0.0), 1e-9)
+    _close(*_both(vif_pixel, a, f, sigma_nsq=0.0), 1e-12)
     flat = torch.full_like(f, 7.0)
     assert torch.isnan(ssim_skimage_float32_sum(flat, [flat], data_range=0.0)).all()
 
