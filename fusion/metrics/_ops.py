@@ -31,6 +31,7 @@ __all__ = [
     "filter2_valid_np",
     "filter2_same_np",
     "filter2_valid_taps_np",
+    "filter2_valid_batches",
     "imfilter_replicate",
     "gradient",
     "fspecial_gaussian",
@@ -248,6 +249,29 @@ def filter2_valid_taps_np(k: np.ndarray, x: np.ndarray, stride: int = 1) -> np.n
     vals = np.array([kk[u, v] for u, v in taps])
     ho, wo = -(-(h - kh + 1) // stride), -(-(w - kw + 1) // stride)
     return shifted_sum(np.ascontiguousarray(x, dtype=np.float64), rows, cols, vals, ho, wo, stride)
+
+
+def filter2_valid_batches(k: np.ndarray, xs: list, stride: int = 1) -> list:
+    """``filter2(k, x, 'valid')[:, ::stride, ::stride]`` of each ``(B, H, W)`` batch in ``xs`` (numpy float64, or
+    torch tensors, which take :func:`filter2`). Numpy batches: kernels of up to 25 taps take :func:`conv2`'s exact
+    shifted sums in one compiled call for all images, computing only the kept pixels; larger ones are filtered image
+    by image by OpenCV on the metric threads (a view, not a copy, for a single image at stride 1)."""
+    from fusion.metrics._parallel import parallel_map
+
+    if not isinstance(xs[0], np.ndarray):
+        return [filter2(k, x, "valid")[:, ::stride, ::stride] for x in xs]
+    if np.count_nonzero(k) <= _EXACT_TAPS:
+        whole = filter2_valid_taps_np(k, np.concatenate(xs), stride)
+        return np.split(whole, np.cumsum([x.shape[0] for x in xs])[:-1])
+    jobs = [(i, j) for i, x in enumerate(xs) for j in range(x.shape[0])]
+    out = parallel_map(lambda ij: filter2_valid_np(k, xs[ij[0]][ij[1]]), jobs, pixels=xs[0][0].size)
+    res, n = [], 0
+    for x in xs:
+        part = [p[::stride, ::stride] for p in out[n : n + x.shape[0]]]
+        n += x.shape[0]
+        both = part[0][None] if len(part) == 1 else np.stack(part)
+        res.append(np.ascontiguousarray(both) if stride > 1 else both)
+    return res
 
 
 def filter2_same_np(k: np.ndarray, x: np.ndarray) -> np.ndarray:

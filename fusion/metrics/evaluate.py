@@ -125,8 +125,7 @@ def _check_min_side(fused: Sequence[np.ndarray], profile: str, names: Sequence[s
 
 def _run_metric(d: MetricDef, sample: Sample, profile: str) -> list[float]:
     try:
-        with torch.no_grad():
-            return d.fn(sample).detach().cpu().tolist()
+        return d.fn(sample).detach().cpu().tolist()
     except (ValueError, RuntimeError) as exc:
         h, w = sample.fused.shape[-2:]
         raise InputError(f"metric {d.name} ({profile}) failed on {h}x{w} images: {exc}") from None
@@ -167,9 +166,8 @@ def evaluate_batch(
     with torch.no_grad():
         for idx in chunks:
             sample = prepare_sample([fused[i] for i in idx], [ir[i] for i in idx], [vis[i] for i in idx], prof, dev)
-            outs = [_run_metric(d, sample, prof.name) for d in defs]
-            for d, vals in zip(defs, outs, strict=True):
-                for i, v in zip(idx, vals, strict=True):
+            for d in defs:
+                for i, v in zip(idx, _run_metric(d, sample, prof.name), strict=True):
                     results[i][d.name] = float(v)
     return results
 

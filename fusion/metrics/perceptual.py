@@ -9,14 +9,12 @@ import numpy as np
 import torch
 
 from fusion.metrics._ops import (
-    _EXACT_TAPS,
     block_reduce,
     fft_filter,
     fft_filter_np,
     filter2,
     filter2_same_np,
-    filter2_valid_np,
-    filter2_valid_taps_np,
+    filter2_valid_batches,
     flat,
     freqspace,
     fspecial_gaussian,
@@ -57,32 +55,13 @@ def _vif_maps(mu1: torch.Tensor, mu2: torch.Tensor, s1: torch.Tensor, s2: torch.
     return g, torch.log10(1 + g * g * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq)
 
 
-def _filter_valid(win: np.ndarray, xs: list[Array], stride: int = 1) -> list[Array]:
-    """``filter2(win, x, 'valid')[:, ::stride, ::stride]`` of each ``(B, H, W)`` batch. Numpy batches: small windows
-    take conv2's exact shifted sums in one compiled call for all images, computing only the kept pixels; larger ones
-    are filtered image by image on the metric threads (OpenCV releases the GIL)."""
-    if not isinstance(xs[0], np.ndarray):
-        return [filter2(win, x, "valid")[:, ::stride, ::stride] for x in xs]
-    if np.count_nonzero(win) <= _EXACT_TAPS:
-        whole = filter2_valid_taps_np(win, np.concatenate(xs), stride)
-        return np.split(whole, np.cumsum([x.shape[0] for x in xs])[:-1])
-    jobs = [(i, j) for i, x in enumerate(xs) for j in range(x.shape[0])]
-    out = parallel_map(lambda ij: filter2_valid_np(win, xs[ij[0]][ij[1]]), jobs, pixels=xs[0][0].size)
-    res, k = [], 0
-    for x in xs:
-        part = [p[::stride, ::stride] for p in out[k : k + x.shape[0]]]
-        k += x.shape[0]
-        both = part[0][None] if len(part) == 1 else np.stack(part)  # a view for one image: no copy
-        res.append(np.ascontiguousarray(both) if stride > 1 else both)
-    return res
-
-
 def _vif_stats(refs: list[Array], dist: Array, saturate_uint8: bool):
     """Yield, for each of the 4 scales of the pixel-domain VIF, the local statistics ``(mus, mu2, rrs, dd, rds)``:
     per reference in ``refs`` (each ``(B, H, W)``, like ``dist``) its local mean and filtered ``ref*ref`` and
     ``ref*dist``, and the distorted image's local mean and filtered ``dist*dist`` (computed once for all references).
 
-    With compiled kernels (CPU) the maps are numpy float64, filtered by OpenCV on the metric threads; otherwise torch.
+    With compiled kernels (CPU) the maps are numpy float64 (:func:`fusion.metrics._ops.filter2_valid_batches`);
+    otherwise torch.
     """
     cpu = use_compiled(dist)
     if cpu:
@@ -93,12 +72,12 @@ def _vif_stats(refs: list[Array], dist: Array, saturate_uint8: bool):
         n = 2 ** (4 - scale + 1) + 1
         win = fspecial_gaussian(n, n / 5.0)
         if scale > 1:
-            low = _filter_valid(win, [*refs, dist], stride=2)
+            low = filter2_valid_batches(win, [*refs, dist], stride=2)
             refs, dist = low[:-1], low[-1]
         prods = [dist * dist, *(r * r for r in refs), *(r * dist for r in refs)]
         if saturate_uint8 and scale == 1:
             prods = [p.clip(max=255) for p in prods]
-        mu2, dd, *rest = _filter_valid(win, [dist, prods[0], *refs, *prods[1:]])
+        mu2, dd, *rest = filter2_valid_batches(win, [dist, prods[0], *refs, *prods[1:]])
         yield rest[:k], mu2, rest[k : 2 * k], dd, rest[2 * k :]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusion.metrics._ops import filter2, filter2_valid_np, fspecial_gaussian, use_compiled
+from fusion.metrics._ops import filter2, filter2_valid_batches, fspecial_gaussian, use_compiled
 from fusion.metrics._parallel import parallel_map, run_parallel
 
 __all__ = [
@@ -54,8 +54,7 @@ def _ssim_sum(x: torch.Tensor, ys: list[torch.Tensor], win: np.ndarray, pad: int
     yn = [y.detach().contiguous().numpy() for y in ys]
 
     def blur_np(t: np.ndarray) -> np.ndarray:
-        out = [filter2_valid_np(win, np.pad(im, pad, mode="edge") if pad else im) for im in t]
-        return out[0][None] if len(out) == 1 else np.stack(out)
+        return filter2_valid_batches(win, [np.pad(t, ((0, 0), (pad, pad), (pad, pad)), mode="edge") if pad else t])[0]
 
     mux, sxx = run_parallel(lambda: blur_np(xn), lambda: blur_np(xn * xn), pixels=xn.size)
 
