@@ -9,6 +9,8 @@ reference codes' special cases (equal gradients, zero variances, zero gradients)
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -21,7 +23,17 @@ from fusion.metrics._parallel import metric_threads, parallel_map
 from fusion.metrics.fmi import fmi
 from fusion.metrics.gradient import nabf, qabf
 from fusion.metrics.information import cross_entropy, mutual_information, mutual_information_vifb
-from fusion.metrics.perceptual import normalize1, qcb, qcv, vif_pixel, vif_pixel_pair, vif_pixel_sum, viff
+from fusion.metrics.perceptual import (
+    normalize1,
+    phase_congruency,
+    qcb,
+    qcv,
+    qp,
+    vif_pixel,
+    vif_pixel_pair,
+    vif_pixel_sum,
+    viff,
+)
 from fusion.metrics.structural import ssim_matlab_sum, ssim_skimage_float32_sum, ssim_sum
 
 
@@ -106,6 +118,9 @@ def test_remaining_compiled_paths_match_torch(seed):
     f, a, b = _images(seed)
     _close(*_both(qcb, a, b, f), 1e-12)
     _close(*_both(qcv, a, b, f), 1e-12)
+    _close(*_both(qp, a, b, f), 1e-12)
+    for got, want in zip(*_both(phase_congruency, a), strict=True):  # pc, M, m
+        _close(got, want, 1e-12, atol=1e-15)
     _close(*_both(normalize1, torch.cat([a, a * 0, a / 3.3])), 0)
     for src in (a, a * 0 + 7):
         _close(*_both(mutual_information_vifb, src, f), 1e-12, atol=1e-14)  # a constant source: MI 0 +- rounding
@@ -222,7 +237,7 @@ def test_batches_equal_single_images():
                lambda f, a, b: qcv(a, b, f), lambda f, a, b: fmi(a, b, f, feature="edge"),
                lambda f, a, b: ssim_matlab_sum(f, [a, b]),
                lambda f, a, b: sum(vif_pixel_pair(a, b, f, saturate_uint8=True)),
-               lambda f, a, b: mutual_information_vifb(a, f)):
+               lambda f, a, b: mutual_information_vifb(a, f), lambda f, a, b: qp(a, b, f)):
         whole = fn(f, a, b)
         parts = torch.cat([fn(f[i : i + 1], a[i : i + 1], b[i : i + 1]) for i in range(2)])
         assert torch.equal(whole, parts)
@@ -258,7 +273,7 @@ def test_compiled_results_do_not_depend_on_the_thread_count():
     fns = [lambda: vif_pixel_sum(a, b, f), lambda: viff(a, b, f), lambda: qabf(a, b, f), lambda: nabf(f, a, b),
            lambda: ssim_sum(f, [a, b]), lambda: ssim_matlab_sum(f, [a, b]),
            lambda: ssim_skimage_float32_sum(f, [a, b]), lambda: qcb(a, b, f), lambda: qcv(a, b, f),
-           lambda: fmi(a, b, f, feature="dct"), lambda: mutual_information_vifb(a, f)]
+           lambda: fmi(a, b, f, feature="dct"), lambda: mutual_information_vifb(a, f), lambda: qp(a, b, f)]
     old = torch.get_num_threads()
     env = os.environ.pop("FUSION_METRIC_THREADS", None)  # the test sets the count through torch
     try:
@@ -280,8 +295,11 @@ def test_parallel_map_order_errors_and_nesting():
     torch.set_num_threads(2)
     try:
         assert parallel_map(lambda x: x * x, range(7)) == [x * x for x in range(7)]
-        # nested sections run serially inside the pool threads instead of waiting on themselves
+        # nested sections (three deep) finish: a thread waits only for items another thread is running
         assert parallel_map(lambda x: sum(parallel_map(lambda y: x * y, range(3))), range(4)) == [0, 3, 6, 9]
+        deep = parallel_map(lambda x: sum(parallel_map(lambda y: sum(parallel_map(lambda z: x + y + z, range(3))),
+                                                       range(3))), range(5))
+        assert deep == [sum(x + y + z for y in range(3) for z in range(3)) for x in range(5)]
 
         def boom(x: int) -> int:
             if x == 3:
@@ -290,5 +308,124 @@ def test_parallel_map_order_errors_and_nesting():
 
         with pytest.raises(ValueError, match="bad item 3"):
             parallel_map(boom, range(5))
+
+        def boom_late(x: int) -> int:  # the first failing item in input order is reported, whichever failed first
+            if x == 1:
+                time.sleep(0.05)
+                raise ValueError("bad item 1")
+            if x == 4:
+                raise ValueError("bad item 4")
+            return x
+
+        with pytest.raises(ValueError, match="bad item 1"):
+            parallel_map(boom_late, range(6))
+
+        # the calling thread works too: with two threads, both the caller and the pool thread run items
+        def who(_: int) -> str:
+            time.sleep(0.02)
+            return threading.current_thread().name
+
+        assert len(set(parallel_map(who, range(6)))) == 2
     finally:
         torch.set_num_threads(old)
+
+
+def test_planes_alike_finds_repeated_neighbours():
+    rng = np.random.default_rng(0)
+    g = rng.random((5, 6))
+    x = np.stack([g, g, g, rng.random((5, 6)), g, g])
+    assert _ops.planes_alike(x) == [0, 0, 0, 3, 4, 4]
+    assert _ops.planes_alike(x[:1]) == [0]
+    y = np.stack([g, g.copy()])
+    y[1, 4, 5] += 1e-12  # one pixel differs
+    assert _ops.planes_alike(y) == [0, 1]
+    n = np.stack([g, g])
+    n[:, 2, 2] = np.nan  # NaN never equals NaN: computed twice, as without the shortcut
+    assert _ops.planes_alike(n) == [0, 1]
+    calls = []
+
+    def f(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(batch.shape[0])
+        return batch * 2, batch.sum(axis=(1, 2))
+
+    doubled, sums = _ops.on_distinct_planes(f, x)
+    assert calls == [3] and np.array_equal(doubled, x * 2) and np.array_equal(sums, x.sum(axis=(1, 2)))
+
+
+def test_a_grey_source_repeated_over_planes_scores_as_computed_plane_by_plane():
+    # Qcb, Qcv, Qabf and SSIM compute a repeated source plane once: the values must be those of each plane alone.
+    f, a, b = _images(15)
+    f3 = torch.cat([f[:1], b[:1], (f[1:] * 0.5).round()])  # three different "colour planes" of the fused image
+    a3 = torch.cat([a[:1]] * 3)  # a grey source on every plane
+    b3 = torch.cat([b, a[1:]])
+    fns = [lambda f, a, b: qcb(a, b, f), lambda f, a, b: qcv(a, b, f), lambda f, a, b: qabf(a, b, f),
+           lambda f, a, b: ssim_sum(f, [b, a]), lambda f, a, b: mutual_information_vifb(a, f),
+           lambda f, a, b: qp(a, b, f)]
+    for fn in fns:
+        whole = fn(f3, a3, b3)
+        parts = torch.cat([fn(f3[i : i + 1], a3[i : i + 1], b3[i : i + 1]) for i in range(3)])
+        assert torch.equal(whole, parts)
+
+
+def test_filtered_batches_are_views_equal_to_single_images():
+    rng = np.random.default_rng(1)
+    win = _ops.fspecial_gaussian(11, 1.5)
+    xs = [rng.random((3, 40, 52)), rng.random((2, 40, 52))]
+    for stride in (1, 2):
+        for x, got in zip(xs, _ops.filter2_valid_batches(win, xs, stride), strict=True):
+            want = np.stack([_ops.filter2_valid_np(win, p) for p in x])[:, ::stride, ::stride]
+            assert np.array_equal(got, want)
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        _ops.filter2_valid_batches(win, [rng.random((1, 8, 30))])
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_gradient_statistics_match_torch(scale):
+    from fusion.metrics.statistics import average_gradient, average_gradient_mean, edge_intensity
+
+    f, _, _ = _images(16)
+    x = f / 255 * scale
+    for fn in (average_gradient, average_gradient_mean, edge_intensity):
+        _close(*_both(fn, x), 1e-13)
+        _close(*_both(fn, x[:, :1, :]), 1e-13, atol=1e-300)  # a single row: MATLAB's gradient is 0 across it
+        _close(*_both(fn, x[:, :, :1]), 1e-13, atol=1e-300)
+    _close(*_both(edge_intensity, torch.full_like(x, 9.0)), 0)
+
+
+def test_metrics_side_by_side_equal_a_serial_run():
+    # Per-channel profiles run their metrics on both threads at once; values and errors must not change.
+    from fusion.errors import InputError
+    from fusion.metrics import evaluate, get_profile
+    from fusion.metrics.registry import MetricDef, Profile
+
+    rng = np.random.default_rng(2)
+    vis = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    ir = rng.integers(0, 256, (300, 260), dtype=np.uint8)
+    fused = ((vis.astype(np.int32) + ir[..., None]) // 2).astype(np.uint8)
+    old = os.environ.get("FUSION_METRIC_THREADS")
+    try:
+        out = {}
+        for n in ("1", "2"):
+            os.environ["FUSION_METRIC_THREADS"] = n
+            out[n] = {p: evaluate(fused, ir, vis, profile=p, metrics=list(get_profile(p).metrics))
+                      for p in ("vifb", "mefb")}
+        assert out["1"] == out["2"]
+
+        def fails(msg: str, delay: float):
+            def run(sample):
+                time.sleep(delay)
+                raise ValueError(msg)
+
+            return run
+
+        prof = Profile(name="side_by_side_test", description="", color="channels", default=("A", "B"), conventions=(),
+                       metrics={"A": MetricDef("A", fails("a broke", 0.05)), "B": MetricDef("B", fails("b broke", 0))})
+        for n in ("1", "2"):  # the first failing metric in the profile's order is reported, as in a serial run
+            os.environ["FUSION_METRIC_THREADS"] = n
+            with pytest.raises(InputError, match=r"metric A \(side_by_side_test\) failed on 300x260 images: a broke"):
+                evaluate(fused, ir, vis, profile=prof)
+    finally:
+        if old is None:
+            os.environ.pop("FUSION_METRIC_THREADS", None)
+        else:
+            os.environ["FUSION_METRIC_THREADS"] = old

@@ -27,7 +27,8 @@ from numba import njit
 __all__ = [
     "vif_sums", "viff_sums", "uniform_filter_f32", "ssim_f32_mean", "ssim_mean", "sobel_strength", "qabf_exponents",
     "qabf_maps", "sobel_reflect_strength", "nabf_exponents", "nabf_sums", "histogram256", "qcb_mean", "normalize1",
-    "sobel_magnitude", "block_sums", "shifted_sum", "fmi_mean",
+    "sobel_magnitude", "block_sums", "shifted_sum", "fmi_mean", "planes_equal",
+    "sobel_magnitude_mean", "gradient_magnitude_sum", "pc_filter_products", "pc_orientation", "pc_accumulate",
 ]
 
 _FLUSH = 1e200  # running products are folded into the sum above this
@@ -452,41 +453,47 @@ def qcb_mean(a1: np.ndarray, a2: np.ndarray, b1: np.ndarray, b2: np.ndarray, f1:
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def normalize1(x: np.ndarray, constant_to_zero: bool = False) -> np.ndarray:
     """Z. Liu's ``normalize1`` per image of a ``(B, H, W)`` float64 batch: ``round((x - min) / (max - min) * 255)``,
     rounding half away from zero; an image whose minimum and maximum are both 0 is returned as it is (a constant
-    non-zero image gives NaN, as the reference's 0/0). ``constant_to_zero``: every constant image becomes zeros
-    (VIFB's ``mutinf``)."""
+    non-zero image gives NaN, as the reference's 0/0; so does an image holding a NaN). ``constant_to_zero``: every
+    constant image becomes zeros (VIFB's ``mutinf``)."""
+    out = np.empty(x.shape)
+    # numpy's min/max propagate NaN
+    _normalize_pass(x, x.min(axis=(1, 2)), x.max(axis=(1, 2)), constant_to_zero, out)
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _normalize_pass(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, constant_to_zero: bool, out: np.ndarray) -> None:
     bsz, h, w = x.shape
-    out = np.empty((bsz, h, w))
     for i in range(bsz):
-        lo, hi = x[i, 0, 0], x[i, 0, 0]
-        for r in range(h):
-            for c in range(w):
-                v = x[i, r, c]
-                if v != v:  # NaN: the reference's min/max and everything after it are NaN
-                    lo = hi = v
-                    break
-                lo = min(lo, v)
-                hi = max(hi, v)
-            if lo != lo:
-                break
-        if lo != lo:
+        a, b = lo[i], hi[i]
+        if a != a or b != b:
             out[i] = np.nan
-        elif constant_to_zero and hi == lo:
+        elif constant_to_zero and b == a:
             out[i] = 0.0
-        elif hi == 0 and lo == 0:
+        elif b == 0 and a == 0:
             out[i] = x[i]
-        elif hi == lo:
+        elif b == a:
             out[i] = np.nan
         else:
-            d = hi - lo
+            d = b - a
             for r in range(h):
                 for c in range(w):
                     # t >= 0, where MATLAB's round (sign(t) floor(|t| + 1/2)) is floor(t + 1/2)
-                    out[i, r, c] = np.floor((x[i, r, c] - lo) / d * 255 + 0.5)
-    return out
+                    out[i, r, c] = math.floor((x[i, r, c] - a) / d * 255 + 0.5)
+
+
+@njit(cache=True, nogil=True)
+def planes_equal(x: np.ndarray, i: int, j: int) -> bool:
+    """Whether images ``i`` and ``j`` of a ``(B, H, W)`` batch are equal (stops at the first difference)."""
+    _, h, w = x.shape
+    for r in range(h):
+        for c in range(w):
+            if x[i, r, c] != x[j, r, c]:
+                return False
+    return True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -501,6 +508,137 @@ def sobel_magnitude(x: np.ndarray) -> np.ndarray:
                 gx, gy = _sobel3(x, i, r, c)
                 out[i, r - 1, c - 1] = math.sqrt(gx * gx + gy * gy)
     return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sobel_magnitude_mean(x: np.ndarray) -> np.ndarray:
+    """Mean of ``sqrt(g_x^2 + g_y^2)`` (:func:`_sobel3`) over each image of a padded ``(B, H + 2, W + 2)`` float64
+    batch -> ``(B,)``."""
+    bsz, h, w = x.shape[0], x.shape[1] - 2, x.shape[2] - 2
+    out = np.empty(bsz)
+    for i in range(bsz):
+        total = 0.0
+        for r in range(1, h + 1):
+            row = 0.0  # row sums first: closer to the pairwise sums of numpy and torch than one running sum
+            for c in range(1, w + 1):
+                gx, gy = _sobel3(x, i, r, c)
+                row += math.sqrt(gx * gx + gy * gy)
+            total += row
+        out[i] = total / (h * w)
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gradient_magnitude_sum(x: np.ndarray) -> np.ndarray:
+    """``sum sqrt((g_x^2 + g_y^2) / 2)`` per image of a ``(B, H, W)`` float64 batch, ``g`` from MATLAB's
+    ``gradient`` (central differences halved inside, one-sided at the borders, zero along a side of length 1)."""
+    bsz, h, w = x.shape
+    out = np.empty(bsz)
+    for i in range(bsz):
+        total = 0.0
+        for r in range(h):
+            row = 0.0
+            for c in range(w):
+                if w == 1:
+                    gx = 0.0
+                elif c == 0:
+                    gx = x[i, r, 1] - x[i, r, 0]
+                elif c == w - 1:
+                    gx = x[i, r, w - 1] - x[i, r, w - 2]
+                else:
+                    gx = (x[i, r, c + 1] - x[i, r, c - 1]) / 2
+                if h == 1:
+                    gy = 0.0
+                elif r == 0:
+                    gy = x[i, 1, c] - x[i, 0, c]
+                elif r == h - 1:
+                    gy = x[i, h - 1, c] - x[i, h - 2, c]
+                else:
+                    gy = (x[i, r + 1, c] - x[i, r - 1, c]) / 2
+                row += math.sqrt((gx * gx + gy * gy) / 2)
+            total += row
+        out[i] = total
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pc_filter_products(spec: np.ndarray, filters: np.ndarray, out: np.ndarray) -> None:
+    """``out[s, i] = spec[i] * filters[s]``: an image spectrum ``(B, H, W)`` complex times each real log-Gabor filter
+    ``(S, H, W)`` of one orientation (as torch multiplies by a real tensor: each part by the filter)."""
+    ns = filters.shape[0]
+    bsz, h, w = spec.shape
+    for s in range(ns):
+        for i in range(bsz):
+            for r in range(h):
+                for c in range(w):
+                    z = spec[i, r, c]
+                    f = filters[s, r, c]
+                    out[s, i, r, c] = complex(z.real * f, z.imag * f)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pc_orientation(eo: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One orientation of :func:`fusion.metrics.perceptual.phase_congruency` from its filter responses ``eo``
+    ``(S, B, H, W)`` complex: ``(sum_an, energy, width, e2)`` with ``sum_an`` the summed amplitudes, ``energy`` the
+    phase-deviation energy before the noise threshold, ``width = sum_an / (max_an + eps) / S`` and ``e2`` the squared
+    amplitude of the smallest scale (for the noise median); sums in scale order, as the torch code."""
+    ns, bsz, h, w = eo.shape
+    sum_an = np.empty((bsz, h, w))
+    energy = np.empty((bsz, h, w))
+    width = np.empty((bsz, h, w))
+    e2 = np.empty((bsz, h, w))
+    for i in range(bsz):
+        for r in range(h):
+            for c in range(w):
+                sa, se, so, mx = 0.0, 0.0, 0.0, 0.0
+                for s in range(ns):
+                    z = eo[s, i, r, c]
+                    # |z| by the plain formula: within an ulp of libm's hypot (torch's abs), several times faster;
+                    # filter responses of 0..255 images neither overflow nor underflow here
+                    an = math.sqrt(z.real * z.real + z.imag * z.imag)
+                    sa = sa + an
+                    se = se + z.real
+                    so = so + z.imag
+                    if s == 0:
+                        mx = an
+                        e2[i, r, c] = an * an
+                    elif mx == mx and (an > mx or an != an):  # torch.maximum: a NaN wins and stays
+                        mx = an
+                xe = math.sqrt(se * se + so * so) + eps
+                me, mo = se / xe, so / xe
+                en = 0.0
+                for s in range(ns):
+                    e, od = eo[s, i, r, c].real, eo[s, i, r, c].imag
+                    en = en + e * me + od * mo - abs(e * mo - od * me)
+                sum_an[i, r, c] = sa
+                energy[i, r, c] = en
+                width[i, r, c] = sa / (mx + eps) / ns
+    return sum_an, energy, width, e2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pc_accumulate(energy: np.ndarray, sum_an: np.ndarray, ewidth: np.ndarray, t: np.ndarray, cos_a: float,
+                  sin_a: float, total_energy: np.ndarray, total_sum_an: np.ndarray, covx2: np.ndarray,
+                  covy2: np.ndarray, covxy: np.ndarray) -> None:
+    """Add one orientation to the phase-congruency totals: the energy above the noise threshold ``t`` (per image)
+    weighted by ``1 / (1 + ewidth)`` (``ewidth = exp((cut_off - width) g)``), and its covariance terms."""
+    bsz, h, w = energy.shape
+    for i in range(bsz):
+        ti = t[i]
+        for r in range(h):
+            for c in range(w):
+                v = energy[i, r, c] - ti
+                en = v if (v != v or v > 0.0) else 0.0  # torch.clamp(min=0) keeps NaN
+                weight = 1.0 / (1 + ewidth[i, r, c])
+                sa = sum_an[i, r, c]
+                total_sum_an[i, r, c] = total_sum_an[i, r, c] + sa
+                total_energy[i, r, c] = total_energy[i, r, c] + weight * en
+                pc_o = weight * en / sa
+                cx = pc_o * cos_a
+                cy = pc_o * sin_a
+                covx2[i, r, c] = covx2[i, r, c] + cx * cx
+                covy2[i, r, c] = covy2[i, r, c] + cy * cy
+                covxy[i, r, c] = covxy[i, r, c] + cx * cy
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -16,7 +16,8 @@ import contextlib
 import functools
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,10 @@ __all__ = [
     "freqspace",
     "fft_filter",
     "fft_filter_np",
+    "fft_filter_half_np",
+    "hermitian_half",
+    "planes_alike",
+    "on_distinct_planes",
     "block_reduce",
     "flat",
     "sqrt",
@@ -215,6 +220,15 @@ def _sep_valid(img: np.ndarray, sep: tuple[np.ndarray, np.ndarray]) -> np.ndarra
     return out[kh // 2 : img.shape[0] - kh // 2, kw // 2 : img.shape[1] - kw // 2]
 
 
+def _sep_into(img: np.ndarray, sep: tuple[np.ndarray, np.ndarray], dst: np.ndarray) -> None:
+    """:func:`_sep_valid`'s filter written into ``dst`` (a C-contiguous float64 plane of the image's size)."""
+    import cv2
+
+    col, row = sep
+    cv2.sepFilter2D(np.ascontiguousarray(img, dtype=np.float64), cv2.CV_64F, row, col, dst=dst,
+                    borderType=cv2.BORDER_CONSTANT)
+
+
 def filter2_valid_np(k: np.ndarray, x: np.ndarray) -> np.ndarray:
     """MATLAB ``filter2(k, x, 'valid')`` of one ``(H, W)`` float64 numpy image: the arithmetic of :func:`filter2` on
     CPU tensors (OpenCV's separable filter for odd separable kernels of more than 25 taps, MATLAB-ordered shifted
@@ -263,14 +277,28 @@ def filter2_valid_batches(k: np.ndarray, xs: list, stride: int = 1) -> list:
     if np.count_nonzero(k) <= _EXACT_TAPS:
         whole = filter2_valid_taps_np(k, np.concatenate(xs), stride)
         return np.split(whole, np.cumsum([x.shape[0] for x in xs])[:-1])
+    kk = np.ascontiguousarray(k, dtype=np.float64)
+    sep = _separable_cached(kk.tobytes(), kk.shape)
+    kh, kw = kk.shape
     jobs = [(i, j) for i, x in enumerate(xs) for j in range(x.shape[0])]
-    out = parallel_map(lambda ij: filter2_valid_np(k, xs[ij[0]][ij[1]]), jobs, pixels=xs[0][0].size)
-    res, n = [], 0
+    if sep is None or not (kh % 2 and kw % 2):
+        out = parallel_map(lambda ij: filter2_valid_np(k, xs[ij[0]][ij[1]]), jobs, pixels=xs[0][0].size)
+        res, n = [], 0
+        for x in xs:
+            res.append(np.ascontiguousarray(np.stack(out[n : n + x.shape[0]])[:, ::stride, ::stride]))
+            n += x.shape[0]
+        return res
     for x in xs:
-        part = [p[::stride, ::stride] for p in out[n : n + x.shape[0]]]
-        n += x.shape[0]
-        both = part[0][None] if len(part) == 1 else np.stack(part)
-        res.append(np.ascontiguousarray(both) if stride > 1 else both)
+        if x.shape[1] < kh or x.shape[2] < kw:
+            raise ValueError(f"filter2 'valid': image {x.shape[1]}x{x.shape[2]} is smaller than the kernel {kh}x{kw}")
+    # each image is filtered into its plane of one array per batch; the valid part is a view of it (no copies)
+    full = [np.empty(x.shape) for x in xs]
+    parallel_map(lambda ij: _sep_into(xs[ij[0]][ij[1]], sep, full[ij[0]][ij[1]]), jobs, pixels=xs[0][0].size)
+    res = []
+    for f in full:
+        h, w = f.shape[1:]
+        part = f[:, kh // 2 : h - kh // 2 : stride, kw // 2 : w - kw // 2 : stride]
+        res.append(np.ascontiguousarray(part) if stride > 1 else part)
     return res
 
 
@@ -397,26 +425,64 @@ def fft_filter(x: torch.Tensor, centred_response: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(spec).real
 
 
-def fft_filter_np(x: np.ndarray, centred_response: np.ndarray, workers: int | None = None) -> np.ndarray:
-    """:func:`fft_filter` of a numpy image or batch with real transforms (``workers`` threads; default: the metric
-    threads).
+def hermitian_half(centred_response: np.ndarray) -> np.ndarray:
+    """The half spectrum ``(..., H, W // 2 + 1)`` that :func:`fft_filter_half_np` multiplies by: the Hermitian part
+    ``(H(k) + H(-k)) / 2`` of a real response laid out like ``freqspace``.
 
-    ``real(ifft2(X H))`` of a real image is the inverse transform of ``X`` times the Hermitian part of ``H``,
-    ``(H(k) + H(-k)) / 2``, which a real inverse transform takes exactly (``H`` real); for the radially symmetric
-    responses of the metrics that part differs from ``H`` only on the Nyquist row and column of even sizes.
+    ``real(ifft2(X H))`` of a real image is the inverse transform of ``X`` times that part, which a real inverse
+    transform takes exactly (``H`` real); for the radially symmetric responses of the metrics it differs from ``H``
+    only on the Nyquist row and column of even sizes.
     """
-    import scipy.fft
-
-    from fusion.metrics._parallel import metric_threads
-
-    h, w = x.shape[-2:]
+    w = centred_response.shape[-1]
     resp = np.fft.ifftshift(centred_response, axes=(-2, -1))
     mirrored = np.roll(resp[..., ::-1, ::-1], (1, 1), axis=(-2, -1))  # resp[(-k) mod n]
-    half = ((resp + mirrored) / 2)[..., : w // 2 + 1]
-    workers = metric_threads() if workers is None else workers
-    spec = scipy.fft.rfft2(x, workers=workers)
+    return np.ascontiguousarray(((resp + mirrored) / 2)[..., : w // 2 + 1])
+
+
+def fft_filter_half_np(x: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """:func:`fft_filter` of a numpy image or batch with real transforms, the response given as its
+    :func:`hermitian_half`.
+
+    SciPy's transforms on the calling thread: the metric threads already run images side by side (torch's MKL
+    transforms are faster alone but were slower here, their OpenMP threads contending with the metric threads)."""
+    h, w = x.shape[-2:]
+    if half.shape[-2:] != (h, w // 2 + 1):
+        raise ValueError(f"half spectrum of shape {half.shape} does not belong to images of {h}x{w}")
+    import scipy.fft
+
+    spec = scipy.fft.rfft2(x, workers=1)
     spec *= half
-    return scipy.fft.irfft2(spec, s=(h, w), workers=workers)
+    return scipy.fft.irfft2(spec, s=(h, w), workers=1, overwrite_x=True)
+
+
+def fft_filter_np(x: np.ndarray, centred_response: np.ndarray) -> np.ndarray:
+    """:func:`fft_filter` of a numpy image or batch with real transforms (see :func:`hermitian_half`)."""
+    return fft_filter_half_np(x, hermitian_half(centred_response))
+
+
+def planes_alike(x: np.ndarray) -> list[int]:
+    """For each image of a ``(B, H, W)`` batch, the index of the first image equal to it among the run of equal
+    neighbours it belongs to (``[0, 0, 0]`` for a grey image repeated as three colour planes; ``[0, 1, 2]`` when all
+    differ). Lets per-channel metrics compute what depends on one source plane once (NaNs never compare equal)."""
+    from fusion.metrics._kernels import planes_equal
+
+    rep = list(range(x.shape[0]))
+    for i in range(1, x.shape[0]):
+        if planes_equal(x, rep[i - 1], i):
+            rep[i] = rep[i - 1]
+    return rep
+
+
+def on_distinct_planes(fn: Callable[[np.ndarray], Any], x: np.ndarray) -> Any:
+    """``fn(x)`` for a ``(B, H, W)`` batch, computed on its distinct planes only (:func:`planes_alike`) and expanded
+    back. ``fn`` must treat the images independently and return an array, or a tuple of arrays, batch first."""
+    rep = planes_alike(x)
+    keep = sorted(set(rep))
+    if len(keep) == len(rep):
+        return fn(x)
+    out = fn(np.ascontiguousarray(x[keep]))
+    pos = [keep.index(r) for r in rep]
+    return tuple(o[pos] for o in out) if isinstance(out, tuple) else out[pos]
 
 
 def block_reduce(x: torch.Tensor, size: int, op: str) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusion.metrics._ops import conv2, sqrt, use_compiled
+from fusion.metrics._ops import conv2, on_distinct_planes, sqrt, use_compiled
 from fusion.metrics._parallel import parallel_map
 
 __all__ = ["qabf", "nabf"]
@@ -81,17 +81,17 @@ def _qabf_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, params: tup
     dt = np.float32 if fused.dtype == torch.float32 else np.float64
     p = np.array([*params, math.pi / 2, 1.0], dtype=dt)
 
-    def strength(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        xp = np.pad(x.detach().numpy().astype(dt, copy=False), ((0, 0), (1, 1), (1, 1)))
+    def strength(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xp = np.pad(x.astype(dt, copy=False), ((0, 0), (1, 1), (1, 1)))
         g = np.empty(x.shape, dt)
         t = np.empty(x.shape, dt)
         sobel_strength(xp, g, t)
         return g, np.arctan(t, out=t)
 
-    gf, af = strength(fused)
+    gf, af = strength(fused.detach().numpy())
 
     def source(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        g, ang = strength(x)
+        g, ang = on_distinct_planes(strength, x.detach().numpy())  # a grey source on colour planes: once
         eg, ea = np.empty_like(g), np.empty_like(g)
         qabf_exponents(g, ang, gf, af, p, eg, ea)
         return g, np.exp(eg, out=eg), np.exp(ea, out=ea)

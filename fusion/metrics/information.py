@@ -16,6 +16,7 @@ __all__ = [
     "entropy",
     "mutual_information",
     "mutual_information_vifb",
+    "mutual_information_vifb_sum",
     "cross_entropy",
     "normalized_mutual_information",
     "nmi",
@@ -53,26 +54,38 @@ def mutual_information(
     return hs + hf - hj
 
 
+def _vifb_normalise(x: torch.Tensor) -> torch.Tensor:
+    """VIFB ``mutinf``'s min-max scaling to 0..255 (rounded half away); a constant image becomes zeros."""
+    if use_compiled(x):
+        from fusion.metrics._kernels import normalize1
+
+        return torch.from_numpy(normalize1(x.detach().numpy(), True))
+    lo = flat(x).min(dim=1).values[:, None, None]
+    hi = flat(x).max(dim=1).values[:, None, None]
+    rng = hi - lo
+    scaled = torch.where(rng != 0, (x - lo) / torch.where(rng != 0, rng, torch.ones_like(rng)), torch.zeros_like(x))
+    return matlab_round(scaled * 255)
+
+
 def mutual_information_vifb(src: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     """VIFB ``mutinf``: both images min-max normalised to 0..255 (rounded half away), MI in nats.
 
     A constant image is mapped to zeros.
     """
+    return mutual_information_vifb_sum([src], fused)
 
-    def norm(x: torch.Tensor) -> torch.Tensor:
-        if use_compiled(x):
-            from fusion.metrics._kernels import normalize1
 
-            return torch.from_numpy(normalize1(x.detach().numpy(), True))
-        lo = flat(x).min(dim=1).values[:, None, None]
-        hi = flat(x).max(dim=1).values[:, None, None]
-        rng = hi - lo
-        scaled = torch.where(rng != 0, (x - lo) / torch.where(rng != 0, rng, torch.ones_like(rng)), torch.zeros_like(x))
-        return matlab_round(scaled * 255)
-
-    a = norm(src)
-    f = norm(fused)
-    return mutual_information(a, f, base=math.e)
+def mutual_information_vifb_sum(sources: list[torch.Tensor], fused: torch.Tensor) -> torch.Tensor:
+    """``sum(mutual_information_vifb(s, fused) for s in sources)`` (the same values), the fused image normalised and
+    its entropy taken once."""
+    f = _vifb_normalise(fused)
+    hf = entropy_bits(hist256(f), math.e)
+    total = None
+    for src in sources:
+        a = _vifb_normalise(src)
+        mi = entropy_bits(hist256(a), math.e) + hf - entropy_bits(joint_hist256(f, a), math.e)
+        total = mi if total is None else total + mi
+    return total
 
 
 def cross_entropy(src: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:

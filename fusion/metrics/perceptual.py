@@ -11,14 +11,16 @@ import torch
 from fusion.metrics._ops import (
     block_reduce,
     fft_filter,
-    fft_filter_np,
+    fft_filter_half_np,
     filter2,
     filter2_same_np,
     filter2_valid_batches,
     flat,
     freqspace,
     fspecial_gaussian,
+    hermitian_half,
     matlab_round,
+    planes_alike,
     use_compiled,
 )
 from fusion.metrics._parallel import parallel_map
@@ -192,6 +194,24 @@ def _gaussian2d(sigma: float) -> np.ndarray:
     return np.exp(-(x * x + y * y) / (2 * sigma * sigma)) / (2 * math.pi * sigma * sigma)
 
 
+@functools.lru_cache(maxsize=8)
+def _csf(kind: str, h: int, w: int) -> torch.Tensor:
+    """The contrast sensitivity response of Qcb (``chen_blum``) or Qcv (``mannos_sakrison``) for ``h x w`` images,
+    laid out like ``freqspace`` (CPU float64; it depends on the size only)."""
+    u, v = freqspace(h, w, torch.empty(0, dtype=torch.float64))
+    if kind == "chen_blum":
+        r = torch.sqrt((u * (w / 30.0)) ** 2 + (v * (h / 30.0)) ** 2)
+        return torch.exp(-((r / 15.3870) ** 2)) - 0.7622 * torch.exp(-((r / 1.3456) ** 2))
+    r = torch.sqrt((u * (w / 8.0)) ** 2 + (v * (h / 8.0)) ** 2)
+    return 2.6 * (0.0192 + 0.144 * r) * torch.exp(-((0.144 * r) ** 1.1))
+
+
+@functools.lru_cache(maxsize=8)
+def _csf_half(kind: str, h: int, w: int) -> np.ndarray:
+    """:func:`_csf` as the half spectrum the real transforms multiply by (:func:`hermitian_half`)."""
+    return hermitian_half(_csf(kind, h, w).numpy())
+
+
 def qcb(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     r"""Qcb, Chen-Blum contrast-preservation metric (Z. Liu's ``metricChenBlum.m`` as used by VIFB/MEFB).
 
@@ -202,13 +222,11 @@ def qcb(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     :math:`Q_{cb} = \overline{\lambda_A Q_{AF} + \lambda_B Q_{BF}}` with :math:`\lambda_A = C_A'^2/(C_A'^2 + C_B'^2)`.
     """
     h, w = a.shape[1:]
-    u, v = freqspace(h, w, a)
-    r = torch.sqrt((u * (w / 30.0)) ** 2 + (v * (h / 30.0)) ** 2)
-    sd = torch.exp(-((r / 15.3870) ** 2)) - 0.7622 * torch.exp(-((r / 1.3456) ** 2))
     g1 = _gaussian2d(2.0)
     g2 = _gaussian2d(4.0)
     if use_compiled(fused):
-        return _qcb_cpu(a, b, fused, sd, g1, g2)
+        return _qcb_cpu(a, b, fused, g1, g2)
+    sd = _csf("chen_blum", h, w).to(fused.device)
 
     def masked_contrast(x: torch.Tensor) -> torch.Tensor:
         y = fft_filter(normalize1(x), sd)
@@ -227,23 +245,38 @@ def qcb(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     return (lam_a * pres(ca) + lam_b * pres(cb)).mean(dim=(1, 2))
 
 
-def _qcb_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, sd: torch.Tensor, g1: np.ndarray,
-             g2: np.ndarray) -> torch.Tensor:
-    """:func:`qcb` on CPU: every image through normalisation, the CSF filter (real FFTs) and both Gaussian filters
-    as one task on the metric threads, then one compiled pass over the contrast maps per image."""
+def _distinct_images(*batches: torch.Tensor) -> tuple[list[np.ndarray], list[int]]:
+    """The images of several ``(B, H, W)`` CPU batches as one list without repeats of a neighbour (a grey source
+    repeated over colour planes is computed once), and for each input image (batches in order) its index there."""
+    images, where = [], []
+    for x in batches:
+        arr = x.detach().numpy()
+        offset = len(where)
+        for i, r in enumerate(planes_alike(arr)):
+            if r == i:
+                images.append(arr[i : i + 1])
+                where.append(len(images) - 1)
+            else:
+                where.append(where[offset + r])
+    return images, where
+
+
+def _qcb_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, g1: np.ndarray, g2: np.ndarray) -> torch.Tensor:
+    """:func:`qcb` on CPU: every distinct image through normalisation, the CSF filter (real FFTs) and both Gaussian
+    filters as one task on the metric threads, then one compiled pass over the contrast maps per image."""
     from fusion.metrics._kernels import normalize1 as _normalize1
     from fusion.metrics._kernels import qcb_mean
 
-    resp = sd.detach().cpu().numpy()
-    images = [x.detach().numpy()[i : i + 1] for x in (a, b, fused) for i in range(a.shape[0])]
+    half = _csf_half("chen_blum", *a.shape[1:])
+    images, where = _distinct_images(a, b, fused)
 
     def contrast_maps(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        y = fft_filter_np(_normalize1(x), resp, workers=1)[0]
+        y = fft_filter_half_np(_normalize1(x), half)[0]
         return filter2_same_np(g1, y)[None], filter2_same_np(g2, y)[None]
 
     maps = parallel_map(contrast_maps, images, pixels=images[0].size)
     n = a.shape[0]
-    per = parallel_map(lambda i: qcb_mean(*maps[i], *maps[n + i], *maps[2 * n + i]), range(n),
+    per = parallel_map(lambda i: qcb_mean(*maps[where[i]], *maps[where[n + i]], *maps[where[2 * n + i]]), range(n),
                        pixels=images[0].size)
     return torch.from_numpy(np.concatenate(per))
 
@@ -260,33 +293,63 @@ def qcv(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, *, window: int = 
     CSF (frequencies scaled by size/8) and :math:`D = \overline{(\cdot)^2}` per block (partial blocks zero-padded);
     :math:`Q_{cv} = \sum (\lambda_A D_A + \lambda_B D_B) / \sum (\lambda_A + \lambda_B)`.
     """
+    h, w = a.shape[1:]
+    if use_compiled(fused):
+        return _qcv_cpu(a, b, fused, window, alpha)
     a, b, fused = normalize1(a), normalize1(b), normalize1(fused)
 
     def saliency(x: torch.Tensor) -> torch.Tensor:
-        if use_compiled(x):
-            from fusion.metrics._kernels import block_sums, sobel_magnitude
-
-            g = sobel_magnitude(np.pad(x.detach().numpy(), ((0, 0), (1, 1), (1, 1))))
-            return torch.from_numpy(block_sums(np.power(g, alpha, out=g), window))
         gx = filter2(_FLT1, x, "same")
         gy = filter2(_FLT2, x, "same")
         return block_reduce(torch.sqrt(gx * gx + gy * gy) ** alpha, window, "sum")
 
     lam_a, lam_b = saliency(a), saliency(b)
-    h, w = a.shape[1:]
-    u, v = freqspace(h, w, a)
-    r = torch.sqrt((u * (w / 8.0)) ** 2 + (v * (h / 8.0)) ** 2)
-    theta_m = 2.6 * (0.0192 + 0.144 * r) * torch.exp(-((0.144 * r) ** 1.1))
+    theta_m = _csf("mannos_sakrison", h, w).to(fused.device)
     da = block_reduce(fft_filter(a - fused, theta_m) ** 2, window, "mean")
     db = block_reduce(fft_filter(b - fused, theta_m) ** 2, window, "mean")
     return (lam_a * da + lam_b * db).sum(dim=(1, 2)) / (lam_a + lam_b).sum(dim=(1, 2))
 
 
+def _qcv_cpu(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, window: int, alpha: float) -> torch.Tensor:
+    """:func:`qcv` on CPU: the normalisation and saliency of each distinct source image once, and every image's
+    part (saliency, or the CSF-filtered difference's block means) as one task on the metric threads."""
+    from fusion.metrics._kernels import block_sums, sobel_magnitude
+    from fusion.metrics._kernels import normalize1 as _normalize1
+
+    half = _csf_half("mannos_sakrison", *a.shape[1:])
+    n = a.shape[0]
+    sources, where = _distinct_images(a, b)
+    fn = _normalize1(fused.detach().numpy())
+
+    def saliency(x: np.ndarray) -> np.ndarray:
+        g = sobel_magnitude(np.pad(x, ((0, 0), (1, 1), (1, 1))))
+        return block_sums(np.power(g, alpha, out=g), window)
+
+    def source_task(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xn = _normalize1(x)
+        return xn, saliency(xn)
+
+    src = parallel_map(source_task, sources, pixels=fn[0].size)
+
+    def distortion(k: int) -> np.ndarray:
+        i = k % n
+        d = fft_filter_half_np(src[where[k]][0] - fn[i : i + 1], half)
+        return block_sums(np.square(d, out=d), window) / (window * window)
+
+    dists = parallel_map(distortion, range(2 * n), pixels=fn[0].size)
+    lam = [src[where[k]][1] for k in range(2 * n)]
+    lam_a, lam_b = np.concatenate(lam[:n]), np.concatenate(lam[n:])
+    da, db = np.concatenate(dists[:n]), np.concatenate(dists[n:])
+    return torch.from_numpy((lam_a * da + lam_b * db).sum(axis=(1, 2)) / (lam_a + lam_b).sum(axis=(1, 2)))
+
+
 @functools.lru_cache(maxsize=2)  # 24 float64 maps per size: ~60 MB at 640x480
 def _pc_bank(rows: int, cols: int, nscale: int, norient: int, min_wavelength: float, mult: float, sigma_onf: float,
-             dtheta_on_sigma: float) -> tuple[list[list[torch.Tensor]], list[tuple[torch.Tensor, ...]]]:
+             dtheta_on_sigma: float) -> tuple[list[list[torch.Tensor]], list[tuple[torch.Tensor, ...]],
+                                              list[np.ndarray]]:
     """The log-Gabor filter bank of :func:`phase_congruency` for one image size (it does not depend on the image):
-    ``filters[o][s]`` and, per orientation, ``(em_n, est_sum_an2, est_sum_aiaj)`` of Kovesi's noise model."""
+    ``filters[o][s]``, per orientation ``(em_n, est_sum_an2, est_sum_aiaj)`` of Kovesi's noise model, and per
+    orientation the ``(S, H, W)`` array the filters are views of."""
     dt = torch.float64
     theta_sigma = math.pi / norient / dtheta_on_sigma
 
@@ -313,13 +376,15 @@ def _pc_bank(rows: int, cols: int, nscale: int, norient: int, min_wavelength: fl
         lg = torch.exp(-(torch.log(radius / fo) ** 2) / (2 * math.log(sigma_onf) ** 2)) * lp
         lg[0, 0] = 0
         log_gabor.append(lg)
-    filters, noise = [], []
+    filters, noise, stacks = [], [], []
     for o in range(norient):
         angl = o * math.pi / norient
         ds = sintheta * math.cos(angl) - costheta * math.sin(angl)
         dc = costheta * math.cos(angl) + sintheta * math.sin(angl)
         spread = torch.exp(-(torch.abs(torch.atan2(ds, dc)) ** 2) / (2 * theta_sigma**2))
-        bank = [log_gabor[s] * spread for s in range(nscale)]
+        stacked = torch.stack([log_gabor[s] * spread for s in range(nscale)])
+        stacks.append(stacked.numpy())
+        bank = list(stacked.unbind(0))
         ifft_filters = [torch.fft.ifft2(f).real * math.sqrt(rows * cols) for f in bank]
         est_sum_an2 = sum((f * f).sum() for f in ifft_filters)
         est_sum_aiaj = sum(
@@ -327,7 +392,7 @@ def _pc_bank(rows: int, cols: int, nscale: int, norient: int, min_wavelength: fl
         )
         filters.append(bank)
         noise.append(((bank[0] * bank[0]).sum(), est_sum_an2, est_sum_aiaj))
-    return filters, noise
+    return filters, noise, stacks
 
 
 def _median_rows(x: torch.Tensor) -> torch.Tensor:
@@ -365,7 +430,9 @@ def phase_congruency(
     b, rows, cols = im.shape
     dev, dt = im.device, torch.float64
     imagefft = torch.fft.fft2(im)
-    filters, noise = _pc_bank(rows, cols, nscale, norient, min_wavelength, mult, sigma_onf, dtheta_on_sigma)
+    filters, noise, stacks = _pc_bank(rows, cols, nscale, norient, min_wavelength, mult, sigma_onf, dtheta_on_sigma)
+    if use_compiled(im):
+        return _phase_congruency_cpu(imagefft, stacks, noise, k, cut_off, g, eps)
     zero = torch.zeros((b, rows, cols), dtype=dt, device=dev)
     total_energy, total_sum_an = zero.clone(), zero.clone()
     covx2, covy2, covxy = zero.clone(), zero.clone(), zero.clone()
@@ -387,13 +454,7 @@ def phase_congruency(
         for eo in eo_list:
             e, od = eo.real, eo.imag
             energy = energy + e * mean_e + od * mean_o - torch.abs(e * mean_o - od * mean_e)
-        median = _median_rows((torch.abs(eo_list[0]) ** 2).reshape(b, -1))
-        mean_e2n = -median / math.log(0.5)
-        em_n, est_sum_an2, est_sum_aiaj = (v.to(dev) for v in noise[o])
-        noise_power = mean_e2n / em_n
-        est_noise_energy2 = 2 * noise_power * est_sum_an2 + 4 * noise_power * est_sum_aiaj
-        tau = torch.sqrt(est_noise_energy2 / 2)
-        t = (tau * math.sqrt(math.pi / 2) + k * torch.sqrt((2 - math.pi / 2) * tau * tau)) / 1.7
+        t = _noise_threshold(torch.abs(eo_list[0]) ** 2, noise[o], k)
         energy = torch.clamp(energy - t[:, None, None], min=0)
         width = sum_an / (max_an + eps) / nscale
         weight = 1.0 / (1 + torch.exp((cut_off - width) * g))
@@ -405,12 +466,64 @@ def phase_congruency(
         covx2 = covx2 + covx * covx
         covy2 = covy2 + covy * covy
         covxy = covxy + covx * covy
+    return _pc_moments(total_energy, total_sum_an, covx2, covy2, covxy, norient, eps)
+
+
+def _pc_moments(total_energy: torch.Tensor, total_sum_an: torch.Tensor, covx2: torch.Tensor, covy2: torch.Tensor,
+                covxy: torch.Tensor, norient: int, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(pc, M, m)`` from the totals over orientations: phase congruency and the covariance's moments."""
     pc = total_energy / (total_sum_an + eps)
     covx2 = covx2 / (norient / 2)
     covy2 = covy2 / (norient / 2)
     covxy = covxy / norient
     denom = torch.sqrt(covxy * covxy + (covx2 - covy2) ** 2) + eps
     return pc, (covy2 + covx2 + denom) / 2, (covy2 + covx2 - denom) / 2
+
+
+def _noise_threshold(e2: torch.Tensor, noise: tuple[torch.Tensor, ...], k: float) -> torch.Tensor:
+    """Kovesi's noise threshold per image from the squared smallest-scale amplitudes ``e2`` ``(B, H, W)``."""
+    median = _median_rows(e2.reshape(e2.shape[0], -1))
+    mean_e2n = -median / math.log(0.5)
+    em_n, est_sum_an2, est_sum_aiaj = (v.to(e2.device) for v in noise)
+    noise_power = mean_e2n / em_n
+    est_noise_energy2 = 2 * noise_power * est_sum_an2 + 4 * noise_power * est_sum_aiaj
+    tau = torch.sqrt(est_noise_energy2 / 2)
+    return (tau * math.sqrt(math.pi / 2) + k * torch.sqrt((2 - math.pi / 2) * tau * tau)) / 1.7
+
+
+def _phase_congruency_cpu(imagefft: torch.Tensor, stacks: list[np.ndarray], noise: list[tuple[torch.Tensor, ...]],
+                          k: float, cut_off: float, g: float, eps: float
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`phase_congruency`'s per-pixel arithmetic in two compiled passes per orientation (the transforms stay
+    torch's, numpy's vectorised ``exp`` between the passes)."""
+    from fusion.metrics._kernels import pc_accumulate, pc_filter_products, pc_orientation
+
+    spec = imagefft.numpy()
+    b, rows, cols = spec.shape
+    norient, nscale = len(stacks), stacks[0].shape[0]
+    totals = [np.zeros((b, rows, cols)) for _ in range(5)]  # energy, sum_an, covx2, covy2, covxy
+    products = np.empty((nscale, b, rows, cols), dtype=np.complex128)
+    for o in range(norient):
+        angl = o * math.pi / norient
+        pc_filter_products(spec, stacks[o], products)
+        eo = torch.fft.ifft2(torch.from_numpy(products)).numpy()
+        sum_an, energy, width, e2 = pc_orientation(eo, eps)
+        t = _noise_threshold(torch.from_numpy(e2), noise[o], k).numpy()
+        ewidth = np.exp((cut_off - width) * g, out=width)
+        pc_accumulate(energy, sum_an, ewidth, t, math.cos(angl), math.sin(angl), *totals)
+    return _pc_moments(*(torch.from_numpy(x) for x in totals), norient, eps)
+
+
+def _phase_congruency_each(*batches: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """:func:`phase_congruency` of each ``(B, H, W)`` batch; on CPU every distinct image is one task on the metric
+    threads (a grey source repeated over colour planes is computed once)."""
+    if not use_compiled(batches[-1]):
+        return [phase_congruency(x) for x in batches]
+    images, where = _distinct_images(*batches)
+    outs = parallel_map(lambda x: phase_congruency(torch.from_numpy(x)), images, pixels=images[0].size)
+    n = batches[0].shape[0]
+    return [tuple(torch.cat([outs[where[k * n + i]][j] for i in range(n)]) for j in range(3))
+            for k in range(len(batches))]
 
 
 def qp(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, *, threshold: float = 0.1) -> torch.Tensor:
@@ -422,9 +535,7 @@ def qp(a: torch.Tensor, b: torch.Tensor, fused: torch.Tensor, *, threshold: floa
     :math:`P_X > 0.1` (Gaussian 11x11 window, ``filter2 'same'``, :math:`C = 10^{-4}`), averaged over the
     :math:`P_{\max} > 0.1` area; :math:`Q_P = P_p P_M P_m`.
     """
-    pc1, big1, small1 = phase_congruency(a)
-    pc2, big2, small2 = phase_congruency(b)
-    pcf, bigf, smallf = phase_congruency(fused)
+    (pc1, big1, small1), (pc2, big2, small2), (pcf, bigf, smallf) = _phase_congruency_each(a, b, fused)
     mask = pc1 > pc2
     masks = (pc1 > threshold, pc2 > threshold, torch.where(mask, pc1, pc2) > threshold)
     win = fspecial_gaussian(11, 1.5)

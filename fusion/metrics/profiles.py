@@ -230,7 +230,7 @@ _VIFB = {
     "EN": _m("EN", per_channel(lambda f, a, b: info.entropy(f)), "entropy of F"),
     "MI": _m(
         "MI",
-        per_channel(lambda f, a, b: info.mutual_information_vifb(b, f) + info.mutual_information_vifb(a, f)),
+        per_channel(lambda f, a, b: info.mutual_information_vifb_sum([b, a], f)),
         "MI(vis,F) + MI(ir,F) in nats, images min-max normalised",
     ),
     "PSNR": _m("PSNR", per_channel(_vifb_psnr), "20 log10(255 / sqrt(mean of sqrt(SSE)/N))"),

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusion.metrics._ops import filter2, filter2_valid_batches, fspecial_gaussian, use_compiled
+from fusion.metrics._ops import filter2, filter2_valid_batches, fspecial_gaussian, on_distinct_planes, use_compiled
 from fusion.metrics._parallel import parallel_map, run_parallel
 
 __all__ = [
@@ -56,10 +56,13 @@ def _ssim_sum(x: torch.Tensor, ys: list[torch.Tensor], win: np.ndarray, pad: int
     def blur_np(t: np.ndarray) -> np.ndarray:
         return filter2_valid_batches(win, [np.pad(t, ((0, 0), (pad, pad), (pad, pad)), mode="edge") if pad else t])[0]
 
-    mux, sxx = run_parallel(lambda: blur_np(xn), lambda: blur_np(xn * xn), pixels=xn.size)
+    def blur_distinct(t: np.ndarray) -> np.ndarray:
+        return on_distinct_planes(blur_np, t)  # a grey source repeated over colour planes is filtered once
+
+    mux, sxx = run_parallel(lambda: blur_distinct(xn), lambda: blur_distinct(xn * xn), pixels=xn.size)
 
     def one(y: np.ndarray) -> np.ndarray:
-        return ssim_mean(mux, blur_np(y), sxx, blur_np(y * y), blur_np(xn * y), c1, c2)
+        return ssim_mean(mux, blur_distinct(y), sxx, blur_distinct(y * y), blur_np(xn * y), c1, c2)
 
     return torch.from_numpy(np.sum(parallel_map(one, yn, pixels=xn.size), axis=0))
 
