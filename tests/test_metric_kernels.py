@@ -34,7 +34,14 @@ from fusion.metrics.perceptual import (
     vif_pixel_sum,
     viff,
 )
-from fusion.metrics.structural import ssim_matlab_sum, ssim_skimage_float32_sum, ssim_sum
+from fusion.metrics.structural import (
+    _window_extremes,
+    mef_ms_ssim,
+    mef_ssim,
+    ssim_matlab_sum,
+    ssim_skimage_float32_sum,
+    ssim_sum,
+)
 
 
 def _images(seed: int, h: int = 72, w: int = 90) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -119,6 +126,12 @@ def test_remaining_compiled_paths_match_torch(seed):
     _close(*_both(qcb, a, b, f), 1e-12)
     _close(*_both(qcv, a, b, f), 1e-12)
     _close(*_both(qp, a, b, f), 1e-12)
+    seq = torch.stack([a, b], dim=1)
+    _close(*_both(mef_ssim, seq, f), 1e-12)
+    _close(*_both(mef_ms_ssim, seq, f), 1e-12)
+    for size in (11, 4):  # odd and even windows: the exact extremes, as torch's max pooling
+        for got, want in zip(*_both(_window_extremes, a, size), strict=True):
+            assert torch.equal(got, want)
     for got, want in zip(*_both(phase_congruency, a), strict=True):  # pc, M, m
         _close(got, want, 1e-12, atol=1e-15)
     _close(*_both(normalize1, torch.cat([a, a * 0, a / 3.3])), 0)
