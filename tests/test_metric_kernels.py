@@ -406,7 +406,7 @@ def test_gradient_statistics_match_torch(scale):
 
 
 def test_metrics_side_by_side_equal_a_serial_run():
-    # Per-channel profiles run their metrics on both threads at once; values and errors must not change.
+    # The metrics of a pair run on both threads at once; values and errors must not change.
     from fusion.errors import InputError
     from fusion.metrics import evaluate, get_profile
     from fusion.metrics.registry import MetricDef, Profile
@@ -421,7 +421,7 @@ def test_metrics_side_by_side_equal_a_serial_run():
         for n in ("1", "2"):
             os.environ["FUSION_METRIC_THREADS"] = n
             out[n] = {p: evaluate(fused, ir, vis, profile=p, metrics=list(get_profile(p).metrics))
-                      for p in ("vifb", "mefb")}
+                      for p in ("vifb", "mefb", "tang", "cddfuse")}
         assert out["1"] == out["2"]
 
         def fails(msg: str, delay: float):
