@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--jobs", type=int, default=0,
-                   help="worker processes scoring pairs in parallel (0: one per CPU core from 64 pairs on; 1: none)")
+                   help="worker processes scoring pairs in parallel (0: automatic: none for fused files, whose "
+                        "metrics already use every thread; one per CPU core from 64 pairs on when fusers run on the "
+                        "fly; 1: none)")
     p.add_argument("--save-fused", action="store_true", help="also save on-the-fly fused images under OUT/fused")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--rank", action="store_true",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -202,7 +203,8 @@ def test_worker_processes_give_the_same_rows(dataset: Path):
     from fusion.metrics.report import _workers
 
     auto = EvalConfig(ir_dir=dataset, vis_dir=dataset, out_dir=dataset / "x", jobs=0)
-    assert _workers(auto, 10) == 1 and _workers(auto, 200) >= 1
+    assert _workers(auto, 10) == 1 and _workers(auto, 200) == 1  # fused files: the metric threads, one process
+    assert _workers(auto, 10, fusing=True) == 1 and _workers(auto, 200, fusing=True) == min(os.cpu_count() or 1, 6)
     assert _workers(EvalConfig(ir_dir=dataset, vis_dir=dataset, out_dir=dataset, jobs=2, device="cuda"), 100) == 1
 
 
