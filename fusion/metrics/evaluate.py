@@ -142,10 +142,10 @@ _LAST_COST: dict[tuple[str, str], float] = {}
 def _side_by_side(sample: Sample, defs: Sequence[MetricDef]) -> bool:
     """Whether the metrics of one batch run side by side on the metric threads.
 
-    A metric's own parallel sections still share out (:func:`fusion.metrics._parallel.parallel_map`: a thread that
-    runs out of metrics picks up their items). Measured at 640x480 on 2 cores, best of 7, against each metric's own
-    sections only: ``vifb`` 176 -> 92 ms with one thread -> two, ``cddfuse`` 30 -> 22-31 ms, ``tang`` 47-52 ->
-    32-34 ms."""
+    A metric's own parallel sections still share out (:func:`fusion.metrics._parallel.parallel_map`: the pool
+    thread, once out of metrics, picks up queued items of the sections the calling thread runs). Measured at 640x480
+    on 2 cores against metrics one after another (each using both threads in its own sections only), best of 7 in
+    the same session: ``vifb`` 158 -> 95-105 ms, ``tang`` 47-52 -> 32-34 ms, ``cddfuse`` 30-39 -> 22-31 ms."""
     if len(defs) < 2 or metric_threads() < 2:
         return False
     if not use_compiled(sample.fused):  # other devices, and torch_reference() (a per-thread setting)
