@@ -46,6 +46,7 @@ __all__ = [
     "fft_filter_half_np",
     "hermitian_half",
     "planes_alike",
+    "distinct_planes",
     "on_distinct_planes",
     "block_reduce",
     "flat",
@@ -212,16 +213,15 @@ def _sep_valid(img: np.ndarray, sep: tuple[np.ndarray, np.ndarray]) -> np.ndarra
     OpenCV's separable filter (float64, SIMD, releases the GIL) is about 2x scipy's and many times torch's float64
     conv2d on CPU; only the interior, where the border rule plays no part, is kept.
     """
-    import cv2
-
-    col, row = sep
-    kh, kw = len(col), len(row)
-    out = cv2.sepFilter2D(img, cv2.CV_64F, row, col, borderType=cv2.BORDER_CONSTANT)
+    kh, kw = len(sep[0]), len(sep[1])
+    out = np.empty(img.shape)
+    _sep_into(img, sep, out)
     return out[kh // 2 : img.shape[0] - kh // 2, kw // 2 : img.shape[1] - kw // 2]
 
 
 def _sep_into(img: np.ndarray, sep: tuple[np.ndarray, np.ndarray], dst: np.ndarray) -> None:
-    """:func:`_sep_valid`'s filter written into ``dst`` (a C-contiguous float64 plane of the image's size)."""
+    """:func:`_sep_valid`'s filter of the whole image written into ``dst`` (a C-contiguous float64 plane of the
+    image's size)."""
     import cv2
 
     col, row = sep
@@ -473,15 +473,22 @@ def planes_alike(x: np.ndarray) -> list[int]:
     return rep
 
 
-def on_distinct_planes(fn: Callable[[np.ndarray], Any], x: np.ndarray) -> Any:
-    """``fn(x)`` for a ``(B, H, W)`` batch, computed on its distinct planes only (:func:`planes_alike`) and expanded
-    back. ``fn`` must treat the images independently and return an array, or a tuple of arrays, batch first."""
+def distinct_planes(x: np.ndarray) -> tuple[list[int], list[int]]:
+    """``(keep, pos)`` for a ``(B, H, W)`` batch: the indices of its distinct planes (:func:`planes_alike`) and, for
+    each plane, the position of its representative in ``keep``."""
     rep = planes_alike(x)
     keep = sorted(set(rep))
-    if len(keep) == len(rep):
+    return keep, [keep.index(r) for r in rep]
+
+
+def on_distinct_planes(fn: Callable[[np.ndarray], Any], x: np.ndarray) -> Any:
+    """``fn(x)`` for a ``(B, H, W)`` batch, computed on its distinct planes only (:func:`distinct_planes`) and
+    expanded back. ``fn`` must treat the images independently and return an array, or a tuple of arrays, batch
+    first."""
+    keep, pos = distinct_planes(x)
+    if len(keep) == x.shape[0]:
         return fn(x)
     out = fn(np.ascontiguousarray(x[keep]))
-    pos = [keep.index(r) for r in rep]
     return tuple(o[pos] for o in out) if isinstance(out, tuple) else out[pos]
 
 

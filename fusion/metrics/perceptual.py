@@ -10,6 +10,7 @@ import torch
 
 from fusion.metrics._ops import (
     block_reduce,
+    distinct_planes,
     fft_filter,
     fft_filter_half_np,
     filter2,
@@ -20,7 +21,6 @@ from fusion.metrics._ops import (
     fspecial_gaussian,
     hermitian_half,
     matlab_round,
-    planes_alike,
     use_compiled,
 )
 from fusion.metrics._parallel import parallel_map
@@ -251,13 +251,9 @@ def _distinct_images(*batches: torch.Tensor) -> tuple[list[np.ndarray], list[int
     images, where = [], []
     for x in batches:
         arr = x.detach().numpy()
-        offset = len(where)
-        for i, r in enumerate(planes_alike(arr)):
-            if r == i:
-                images.append(arr[i : i + 1])
-                where.append(len(images) - 1)
-            else:
-                where.append(where[offset + r])
+        keep, pos = distinct_planes(arr)
+        where.extend(len(images) + p for p in pos)
+        images.extend(arr[i : i + 1] for i in keep)
     return images, where
 
 

@@ -196,16 +196,8 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 255.0, leve
     return out
 
 
-def _valid(win: np.ndarray, x: torch.Tensor) -> torch.Tensor:
-    """``filter2(win, x, 'valid')``; on CPU through :func:`filter2_valid_batches` (OpenCV's separable filter for the
-    large windows, many times torch's float64 convolution)."""
-    if use_compiled(x):
-        return torch.from_numpy(filter2_valid_batches(win, [np.ascontiguousarray(x.detach().numpy())])[0])
-    return filter2(win, x, "valid")
-
-
 def _box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
-    return _valid(np.ones((size, size)), x)
+    return filter2(np.ones((size, size)), x, "valid")
 
 
 def _window_extremes(x: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,15 +211,14 @@ def _window_extremes(x: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Te
     kernel = np.ones((size, size), np.uint8)
     xn = np.ascontiguousarray(x.detach().numpy())
     h, w = xn.shape[1:]
-    cut = (slice(None), slice(size // 2, h - (size - 1 - size // 2)), slice(size // 2, w - (size - 1 - size // 2)))
+    cut = (slice(size // 2, h - (size - 1 - size // 2)), slice(size // 2, w - (size - 1 - size // 2)))
 
     def extremes(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return cv2.dilate(img, kernel), cv2.erode(img, kernel)
 
     out = parallel_map(extremes, list(xn), pixels=h * w)
-    mx = np.stack([o[0] for o in out])[cut]
-    mn = np.stack([o[1] for o in out])[cut]
-    return torch.from_numpy(np.ascontiguousarray(mx)), torch.from_numpy(np.ascontiguousarray(mn))
+    return (torch.from_numpy(np.stack([o[0][cut] for o in out])),
+            torch.from_numpy(np.stack([o[1][cut] for o in out])))
 
 
 def mef_ssim(seq: torch.Tensor, fused: torch.Tensor, *, k: float = 0.03, win_size: int = 11) -> torch.Tensor:
@@ -278,7 +269,7 @@ def mef_ssim(seq: torch.Tensor, fused: torch.Tensor, *, k: float = 0.03, win_siz
 
     # Gaussian-window moments of the (unscaled) reference patch y and of the fused patch f, from pairwise products.
     def gsum(x: torch.Tensor) -> torch.Tensor:
-        return _valid(g, x)
+        return filter2(g, x, "valid")
 
     gx = gsum(flat_seq).reshape(s.shape)
     f_mu = gsum(fused)
